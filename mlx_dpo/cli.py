@@ -1,0 +1,86 @@
+"""`python -m mlx_dpo <command>`: subcommands over the config dataclasses.
+
+User mistakes end as one line on stderr and exit code 2, never a traceback.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+from typing import Callable, Optional
+
+from .errors import UserError
+
+
+class Parser(argparse.ArgumentParser):
+    def error(self, message: str) -> None:  # argparse's usage dump is noise for a one-line mistake
+        self.exit(2, f"error: {self.prog}: {message} (see --help)\n")
+
+
+def flags(args: argparse.Namespace) -> dict:
+    return {k: v for k, v in vars(args).items() if k not in ("func", "config", "command", "path")}
+
+
+def cmd_train(args: argparse.Namespace) -> int:
+    from . import config
+    from .run import train
+
+    cfg = config.build(config.TrainConfig, flags(args), args.config)
+    train(cfg)
+    return 0
+
+
+def cmd_data_check(args: argparse.Namespace) -> int:
+    from . import config
+    from .data_check import check_data, print_report
+    from .model import load_model
+
+    values = flags(args)
+    if args.path:
+        values["data"] = args.path
+    cfg = config.build(config.TrainConfig, values, args.config)
+    if not cfg.model:
+        raise UserError("data check needs --model (its tokenizer and chat template shape the data)")
+    _, tokenizer, _ = load_model(cfg.model)
+    results = check_data(cfg, tokenizer)
+    return 2 if print_report(results, tokenizer, cfg, sys.stdout) else 0
+
+
+def _command(sub: argparse._SubParsersAction, name: str, help: str, func: Callable, cls: Optional[type]) -> Parser:
+    from . import config
+
+    p = sub.add_parser(name, help=help, description=help)
+    p.add_argument("-c", "--config", default=None, help="YAML file with any of the options below (snake_case keys).")
+    if cls is not None:
+        config.add_arguments(p, cls)
+    p.set_defaults(func=func)
+    return p
+
+
+def build_parser() -> Parser:
+    from . import config
+
+    parser = Parser(prog="mlx_dpo", description="Direct Preference Optimization with LoRA on MLX.")
+    sub = parser.add_subparsers(dest="command", required=True, parser_class=Parser)
+    _command(sub, "train", "Train LoRA adapters with DPO.", cmd_train, config.TrainConfig)
+    data = sub.add_parser("data", help="Inspect preference data.")
+    data_sub = data.add_subparsers(dest="data_command", required=True, parser_class=Parser)
+    check = _command(data_sub, "check", "Validate a dataset and show how it will be tokenized.", cmd_data_check,
+                     config.TrainConfig)
+    check.add_argument("path", nargs="?", default=None, help="Data file, folder or hub dataset id.")
+    return parser
+
+
+def main(argv: Optional[list[str]] = None) -> int:
+    os.environ.setdefault("TRANSFORMERS_VERBOSITY", "error")
+    os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+    args = build_parser().parse_args(argv)
+    try:
+        return args.func(args)
+    except UserError as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("interrupted", file=sys.stderr)
+        return 130
