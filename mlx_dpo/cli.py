@@ -33,7 +33,7 @@ def cmd_train(args: argparse.Namespace) -> int:
 
 def cmd_data_check(args: argparse.Namespace) -> int:
     from . import config
-    from .data_check import check_data, print_report
+    from .data_check import check_data, load_for_check, print_report
     from .model import load_model
 
     values = flags(args)
@@ -42,8 +42,9 @@ def cmd_data_check(args: argparse.Namespace) -> int:
     cfg = config.build(config.TrainConfig, values, args.config)
     if not cfg.model:
         raise UserError("data check needs --model (its tokenizer and chat template shape the data)")
+    splits = load_for_check(cfg)  # data mistakes first: they need no model
     _, tokenizer, _ = load_model(cfg.model)
-    results = check_data(cfg, tokenizer)
+    results = check_data(splits, tokenizer, cfg)
     return 2 if print_report(results, tokenizer, cfg, sys.stdout) else 0
 
 

@@ -51,7 +51,7 @@ class ModelConfig:
     lora_scale: float = _opt(20.0, "LoRA scale (mlx-lm's convention); see --lora-alpha.")
     lora_alpha: Optional[float] = _opt(None, "LoRA alpha as in PEFT; sets scale = alpha / rank.")
     lora_dropout: float = _opt(0.0, "Dropout on the LoRA branch input.")
-    num_layers: int = _opt(16, "Transformer blocks (from the top) that get LoRA; -1 for all.")
+    num_layers: int = _opt(-1, "Transformer blocks (from the top) that get LoRA; -1 for all.")
     lora_keys: Optional[list] = _opt(None, "Projections that get LoRA, e.g. 'self_attn.q_proj,self_attn.v_proj' (default: all linear layers).")
     init_adapter: Optional[str] = _opt(None, "Adapter folder to start from (e.g. an SFT adapter).", aliases=("--resume-adapter",))
 

@@ -62,15 +62,17 @@ class RowError(ValueError):
 # --- reading raw rows -------------------------------------------------------
 
 def _read_jsonl(path: Path) -> Iterator[tuple[int, Any]]:
+    """Rows, or the UserError of a line that cannot be decoded (the next lines still can)."""
     with open(path, "rb") as f:
         for line_no, raw in enumerate(f, start=1):
             try:
                 line = raw.decode("utf-8")
+                if line.strip():
+                    yield line_no, _loads(line.rstrip("\r\n"), path, line_no)
             except UnicodeDecodeError as e:
-                raise UserError(f"invalid UTF-8 at byte {e.start}", file=str(path), line=line_no) from None
-            if not line.strip():
-                continue
-            yield line_no, _loads(line, path, line_no)
+                yield line_no, UserError(f"invalid UTF-8 at byte {e.start}", file=str(path), line=line_no)
+            except UserError as e:
+                yield line_no, e
 
 
 def _loads(text: str, path: Path, line_no: Optional[int]) -> Any:
@@ -141,7 +143,7 @@ def _read_parquet(path: Path) -> Iterator[tuple[int, Any]]:
 
 
 def read_rows(path: Path) -> Iterator[tuple[int, Any]]:
-    """(line or row number, decoded row) for every row of a data file."""
+    """(line or row number, decoded row or the UserError of an undecodable line) per row."""
     if not path.exists():
         raise UserError("file not found", file=str(path))
     if path.suffix == ".parquet":
@@ -275,9 +277,12 @@ def load_files(name: str, files: list[Path], columns: Optional[dict] = None,
             for line_no, row in read_rows(path):
                 rows += 1
                 try:
+                    if isinstance(row, UserError):
+                        raise row
                     pair = parse_row(row, columns)
-                except RowError as e:
-                    err = UserError(str(e), file=str(path), line=line_no, field=e.field)
+                except (RowError, UserError) as e:
+                    err = e if isinstance(e, UserError) else UserError(str(e), file=str(path), line=line_no,
+                                                                        field=e.field)
                     if not collect_errors:
                         raise err from None
                     split.errors.append(str(err))

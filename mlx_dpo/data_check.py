@@ -44,9 +44,13 @@ def check_split(split: Split, tokenizer: Any, cfg: DataConfig) -> dict:
     }
 
 
-def check_data(cfg: DataConfig, tokenizer: Any) -> list[dict]:
-    splits = load_splits(cfg.data, cfg.split, cfg.valid_split, cfg.test_split, cfg.columns,
-                         cfg.val_fraction, collect_errors=True)
+def load_for_check(cfg: DataConfig) -> dict[str, Split]:
+    """All splits with every row error collected rather than raised."""
+    return load_splits(cfg.data, cfg.split, cfg.valid_split, cfg.test_split, cfg.columns,
+                       cfg.val_fraction, collect_errors=True)
+
+
+def check_data(splits: dict[str, Split], tokenizer: Any, cfg: DataConfig) -> list[dict]:
     return [check_split(s, tokenizer, cfg) for s in splits.values()]
 
 

@@ -15,7 +15,8 @@ import mlx.core as mx
 
 from .checkpoint import adapter_weights, write_adapter_config
 from .config import TrainConfig, to_dict, validate
-from .data import load_splits
+from .data import Split, load_splits
+from .errors import UserError
 from .model import attach_lora, load_model, lora_parameters, read_adapter_config, load_adapter_weights
 from .reporting import JsonLines, MetricsFile, ProgressBar, fanout
 from .tokenize import TokenizedPair, tokenize_pairs
@@ -29,9 +30,8 @@ def pad_id_of(tokenizer: Any) -> int:
     return pad if pad is not None else tokenizer.eos_token_id
 
 
-def prepare_splits(cfg: TrainConfig, tokenizer: Any, emit: Callable[[dict], None]) -> dict[str, list[TokenizedPair]]:
-    splits = load_splits(cfg.data, cfg.split, cfg.valid_split, cfg.test_split, cfg.columns,
-                         cfg.val_fraction, cfg.seed)
+def tokenize_splits(splits: dict[str, Split], cfg: TrainConfig, tokenizer: Any,
+                    emit: Callable[[dict], None]) -> dict[str, list[TokenizedPair]]:
     out = {}
     for name, split in splits.items():
         if split.identical_skipped:
@@ -43,8 +43,6 @@ def prepare_splits(cfg: TrainConfig, tokenizer: Any, emit: Callable[[dict], None
             emit({"event": "message", "level": "warning", "text": f"{name}: {text}"})
         out[name] = pairs
     if not out["train"]:
-        from .errors import UserError
-
         raise UserError("no training pairs left after truncation: raise --max-length", file=cfg.data)
     return out
 
@@ -63,8 +61,10 @@ def train(cfg: TrainConfig, on_event: Optional[Callable[[dict], None]] = None) -
     out = Path(cfg.adapter_path)
     consumers = default_consumers(cfg) + [on_event]
     emit = fanout(consumers)
+    # Data first: its mistakes are the commonest and need no model loaded to be found.
+    raw = load_splits(cfg.data, cfg.split, cfg.valid_split, cfg.test_split, cfg.columns, cfg.val_fraction, cfg.seed)
     model, tokenizer, _ = load_model(cfg.model, cfg.quantize, cfg.q_group_size)
-    splits = prepare_splits(cfg, tokenizer, emit)
+    splits = tokenize_splits(raw, cfg, tokenizer, emit)
 
     mx.random.seed(cfg.seed)  # LoRA A matrices are drawn from this
     start_weights = None
