@@ -18,8 +18,11 @@ class Parser(argparse.ArgumentParser):
         self.exit(2, f"error: {self.prog}: {message} (see --help)\n")
 
 
+NOT_CONFIG = ("func", "config", "command", "data_command", "path", "metric")
+
+
 def flags(args: argparse.Namespace) -> dict:
-    return {k: v for k, v in vars(args).items() if k not in ("func", "config", "command", "path")}
+    return {k: v for k, v in vars(args).items() if k not in NOT_CONFIG}
 
 
 def cmd_train(args: argparse.Namespace) -> int:
@@ -48,6 +51,52 @@ def cmd_data_check(args: argparse.Namespace) -> int:
     return 2 if print_report(results, tokenizer, cfg, sys.stdout) else 0
 
 
+def cmd_eval(args: argparse.Namespace) -> int:
+    from . import config
+    from .eval_report import INHERITED, report
+    from .model import read_adapter_config
+
+    base = {}
+    if args.adapter_path:
+        saved = read_adapter_config(args.adapter_path)
+        base = {k: saved[k] for k in INHERITED if saved.get(k) is not None}
+    report(config.build(config.EvalConfig, flags(args), args.config, base=base))
+    return 0
+
+
+def cmd_chat(args: argparse.Namespace) -> int:
+    from . import config
+    from .chat import chat
+
+    chat(config.build(config.GenerateConfig, flags(args), args.config))
+    return 0
+
+
+def cmd_generate(args: argparse.Namespace) -> int:
+    from . import config
+    from .chat import generate_once
+
+    generate_once(config.build(config.GenerateConfig, flags(args), args.config))
+    return 0
+
+
+def cmd_sweep(args: argparse.Namespace) -> int:
+    from .sweep import print_table, run_sweep
+
+    rows = run_sweep(flags(args), args.config, args.metric)
+    print_table(rows, args.metric, sys.stdout)
+    return 0
+
+
+def cmd_fuse(args: argparse.Namespace) -> int:
+    from . import config
+    from .export import fuse
+
+    out = fuse(config.build(config.FuseConfig, flags(args), args.config))
+    print(f"fused model written to {out}", file=sys.stderr)
+    return 0
+
+
 def _command(sub: argparse._SubParsersAction, name: str, help: str, func: Callable, cls: Optional[type]) -> Parser:
     from . import config
 
@@ -70,6 +119,19 @@ def build_parser() -> Parser:
     check = _command(data_sub, "check", "Validate a dataset and show how it will be tokenized.", cmd_data_check,
                      config.TrainConfig)
     check.add_argument("path", nargs="?", default=None, help="Data file, folder or hub dataset id.")
+    _command(sub, "eval", "Held-out preference accuracy, margins, loss and KL of base and tuned.", cmd_eval,
+             config.EvalConfig)
+    _command(sub, "chat", "Chat in the terminal; --compare answers with base and tuned.", cmd_chat,
+             config.GenerateConfig)
+    _command(sub, "generate", "Answer one --prompt (with --compare: base and tuned).", cmd_generate,
+             config.GenerateConfig)
+    sweep = _command(sub, "sweep", "Train one adapter per value of flags given as lists; compare them.",
+                     cmd_sweep, config.TrainConfig)
+    sweep.add_argument("--metric", default="rewards/accuracies",
+                       choices=["rewards/accuracies", "rewards/margins", "loss", "kl/chosen"],
+                       help="Validation metric that picks the best member.")
+    _command(sub, "fuse", "Merge adapters into the base model; optionally upload or export GGUF.", cmd_fuse,
+             config.FuseConfig)
     return parser
 
 

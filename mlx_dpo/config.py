@@ -89,6 +89,40 @@ class TrainConfig(DataConfig, ModelConfig, LossConfig):
         return self.lora_alpha / self.lora_rank if self.lora_alpha is not None else self.lora_scale
 
 
+@dataclass
+class EvalConfig(DataConfig, LossConfig):
+    model: str = _opt("", "Base model folder or hub id.")
+    adapter_path: Optional[str] = _opt(None, "Trained adapter folder; omit to see the base model's own accuracy.")
+    eval_split: str = _opt("test", "Which split to score.", choices=("train", "valid", "test"))
+    batch_size: int = _opt(4, "Pairs per forward.")
+    max_batches: int = _opt(-1, "Stop after this many batches; -1 for the whole split.")
+    json: bool = _opt(False, "Print JSON instead of a table.")
+
+
+@dataclass
+class GenerateConfig:
+    model: str = _opt("", "Base model folder or hub id.")
+    adapter_path: Optional[str] = _opt(None, "Adapter folder (omit for the base model).")
+    prompt: Optional[str] = _opt(None, "The message to answer (generate).")
+    system: Optional[str] = _opt(None, "System message.")
+    compare: bool = _opt(False, "Answer twice, base (adapters off) and tuned, with the same seed.")
+    temp: float = _opt(0.0, "Sampling temperature; 0 is greedy.")
+    top_p: float = _opt(1.0, "Nucleus sampling threshold.")
+    max_tokens: int = _opt(256, "Longest answer in tokens.")
+    seed: int = _opt(0, "Sampling seed (the same for base and tuned).")
+
+
+@dataclass
+class FuseConfig:
+    model: str = _opt("", "Base model folder or hub id.")
+    adapter_path: str = _opt("adapters", "Adapter folder to merge.")
+    save_path: str = _opt("fused_model", "Folder to write the merged model to.")
+    dequantize: bool = _opt(False, "Write full-precision weights instead of re-quantizing like the base.")
+    upload_repo: Optional[str] = _opt(None, "Hugging Face repo (user/name) to upload the merged model to.")
+    export_gguf: bool = _opt(False, "Also write a GGUF file (llama, mistral, mixtral only).")
+    gguf_path: str = _opt("ggml-model-f16.gguf", "GGUF file name inside --save-path.")
+
+
 def field_types(cls: type) -> dict[str, Any]:
     return typing.get_type_hints(cls)
 
@@ -203,11 +237,12 @@ def read_yaml(path: str | Path) -> tuple[dict, dict[str, int]]:
     return raw, _yaml_lines(path, text)
 
 
-def build(cls: type, flags: Optional[dict] = None, yaml_path: Optional[str] = None) -> Any:
-    """Defaults, then YAML, then flags; every value checked against its field type."""
+def build(cls: type, flags: Optional[dict] = None, yaml_path: Optional[str] = None,
+          base: Optional[dict] = None) -> Any:
+    """Defaults, then `base` (e.g. a trained adapter's settings), then YAML, then flags."""
     types = field_types(cls)
     names = {f.name for f in dataclasses.fields(cls)}
-    values: dict[str, Any] = {}
+    values: dict[str, Any] = {k: v for k, v in (base or {}).items() if k in names}
     if yaml_path:
         raw, lines = read_yaml(yaml_path)
         for key, value in raw.items():
@@ -257,6 +292,12 @@ def validate(config: Any, source: Optional[str] = None) -> None:
             ("lora_dropout", 0 <= config.lora_dropout < 1, f"must be in [0, 1), got {config.lora_dropout}"),
             ("num_layers", config.num_layers == -1 or config.num_layers >= 1, f"must be -1 or >= 1, got {config.num_layers}"),
         ]
+    if isinstance(config, (EvalConfig, GenerateConfig)):
+        size = ("batch_size", config.batch_size) if isinstance(config, EvalConfig) else ("max_tokens", config.max_tokens)
+        checks.append((size[0], size[1] >= 1, f"must be >= 1, got {size[1]}"))
+    if isinstance(config, GenerateConfig):
+        checks += [("temp", config.temp >= 0, f"must be >= 0, got {config.temp}"),
+                   ("top_p", 0 < config.top_p <= 1, f"must be in (0, 1], got {config.top_p}")]
     if isinstance(config, TrainConfig):
         checks += [
             ("batch_size", config.batch_size >= 1, f"must be >= 1, got {config.batch_size}"),

@@ -91,6 +91,10 @@ def preference_loss(policy_chosen: mx.array, policy_rejected: mx.array, ref_chos
         "rewards/accuracies": (reward_c > reward_r).astype(mx.float32).mean(),
         "logps/chosen": mx.stop_gradient(policy_chosen).mean(),
         "logps/rejected": mx.stop_gradient(policy_rejected).mean(),
+        # Chosen more likely than rejected outright: the only accuracy a model without a reference has.
+        "logps/accuracies": (policy_chosen > policy_rejected).astype(mx.float32).mean(),
+        "ref_logps/chosen": ref_chosen.mean(),
+        "ref_logps/rejected": ref_rejected.mean(),
         "kl/chosen": mx.stop_gradient(policy_chosen - ref_chosen).sum() / chosen_len.sum(),
         "kl/rejected": mx.stop_gradient(policy_rejected - ref_rejected).sum() / rejected_len.sum(),
         "nll/chosen": mx.stop_gradient(nll),

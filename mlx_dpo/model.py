@@ -11,6 +11,7 @@ from __future__ import annotations
 import contextlib
 import glob
 import json
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Iterator, Optional
 
@@ -174,3 +175,37 @@ def apply_adapter(model: nn.Module, adapter_path: str | Path) -> dict:
     attach_lora(model, cfg["num_layers"], params)
     load_adapter_weights(model, adapter_path)
     return cfg
+
+
+@dataclass
+class Loaded:
+    model: nn.Module
+    tokenizer: Any
+    config: dict  # the model's config.json, quantization included
+    adapter_config: dict = field(default_factory=dict)
+    reference_weights: Optional[dict] = None  # the starting adapter, when training began from one
+
+
+def load_tuned(model: str, adapter_path: Optional[str]) -> Loaded:
+    """Model (+ adapter) as it was trained.
+
+    The adapter config says whether training quantized the model on load and
+    whether it started from another adapter, which is then the reference.
+    """
+    if not adapter_path:
+        return Loaded(*load_model(model))
+    cfg = read_adapter_config(adapter_path)
+    net, tokenizer, config = load_model(model, cfg.get("quantize"), cfg.get("q_group_size", 64))
+    start = None
+    if cfg.get("init_adapter"):
+        start_cfg = read_adapter_config(cfg["init_adapter"])
+        attach_lora(net, start_cfg["num_layers"], start_cfg["lora_parameters"])
+        load_adapter_weights(net, cfg["init_adapter"])
+        from mlx.utils import tree_flatten
+
+        start = dict(tree_flatten(net.trainable_parameters()))
+        load_adapter_weights(net, adapter_path)
+    else:
+        apply_adapter(net, adapter_path)
+    net.eval()
+    return Loaded(net, tokenizer, config, cfg, start)

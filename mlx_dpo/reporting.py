@@ -47,8 +47,8 @@ class MetricsFile:
 class JsonLines:
     """`--progress json`: one JSON object per line, for the TUI and scripts."""
 
-    def __init__(self, stream: TextIO = sys.stdout):
-        self.stream = stream
+    def __init__(self, stream: Optional[TextIO] = None):
+        self.stream = stream or sys.stdout
 
     def __call__(self, event: dict) -> None:
         self.stream.write(json.dumps(event) + "\n")
@@ -62,8 +62,8 @@ def _fmt(event: dict, keys: Iterable[str]) -> str:
 class ProgressBar:
     """A tqdm bar with ETA on stderr; log lines every `every` steps and at each eval."""
 
-    def __init__(self, every: int = 10, stream: TextIO = sys.stderr):
-        self.every, self.stream = every, stream
+    def __init__(self, every: int = 10, stream: Optional[TextIO] = None):
+        self.every, self.stream = every, stream or sys.stderr
         self.bar = None
 
     def __call__(self, event: dict) -> None:

@@ -68,8 +68,9 @@ def write_jsonl(path: Path, rows: list) -> Path:
     return path
 
 
-def run_module(*args: str, env: dict | None = None, timeout: int = 300) -> subprocess.CompletedProcess:
-    """`python -m mlx_dpo ...` in a fresh process, as a user runs it."""
+def run_module(*args: str, env: dict | None = None, timeout: int = 300,
+               input: str = "") -> subprocess.CompletedProcess:
+    """`python -m mlx_dpo ...` in a fresh process, as a user runs it (stdin: `input`)."""
     full_env = {**os.environ, **(env or {})}
     return subprocess.run([sys.executable, "-m", "mlx_dpo", *args], capture_output=True, text=True,
-                          env=full_env, timeout=timeout)
+                          env=full_env, timeout=timeout, input=input)
