@@ -11,6 +11,7 @@ import sys
 from typing import Callable, Optional
 
 from .errors import UserError
+from .trainer import TrainingInterrupted
 
 
 class Parser(argparse.ArgumentParser):
@@ -144,6 +145,9 @@ def main(argv: Optional[list[str]] = None) -> int:
     except UserError as e:
         print(f"error: {e}", file=sys.stderr)
         return 2
+    except TrainingInterrupted as e:
+        print(f"{e}. To continue, run the same command with --resume.", file=sys.stderr)
+        return 128 + e.signum
     except KeyboardInterrupt:
-        print("interrupted", file=sys.stderr)
+        print("aborted", file=sys.stderr)
         return 130

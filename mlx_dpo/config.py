@@ -16,7 +16,7 @@ from typing import Any, Optional
 
 import yaml
 
-from .errors import UserError
+from .errors import UserError, brief
 
 LOSS_TYPES = (
     "sigmoid", "robust", "hinge", "ipo", "dpop", "sppo_hard", "nca_pair", "bco_pair",
@@ -84,6 +84,16 @@ class TrainConfig(DataConfig, ModelConfig, LossConfig):
     val_batches: int = _opt(-1, "Validation batches per evaluation; -1 for the whole split.")
     save_every: int = _opt(100, "Steps between numbered checkpoints.")
     progress: str = _opt("bar", "How to report progress: a bar, JSON lines on stdout, or nothing.", choices=("bar", "json", "none"))
+    resume: bool = _opt(False, "Continue the run in --adapter-path from its newest checkpoint.")
+    resume_from: Optional[str] = _opt(None, "Continue from this checkpoint (step number or NNNNNNN_adapters.safetensors).")
+    overwrite: bool = _opt(False, "Start over in an --adapter-path that already holds a run.")
+    memory_limit_gb: Optional[float] = _opt(None, "Memory the run may use (default: what this machine can give).")
+    force: bool = _opt(False, "Train even when the memory estimate exceeds the limit.")
+
+    # Settings that may change between a run and its resumption; all others must match.
+    RESUMABLE_CHANGES = ("data", "model", "iters", "epochs", "steps_per_report", "steps_per_eval", "val_batches",
+                         "save_every", "progress", "resume", "resume_from", "overwrite", "memory_limit_gb",
+                         "force", "adapter_path")
 
     def scale(self) -> float:
         return self.lora_alpha / self.lora_rank if self.lora_alpha is not None else self.lora_scale
@@ -148,42 +158,42 @@ def coerce(name: str, value: Any, tp: Any) -> Any:
             return value
         if isinstance(value, str) and value.lower() in ("true", "false", "yes", "no", "1", "0"):
             return value.lower() in ("true", "yes", "1")
-        raise ValueError(f"must be true or false, got {value!r}")
+        raise ValueError(f"must be true or false, got {brief(value)}")
     if base is int:
         if isinstance(value, bool) or not isinstance(value, (int, str)):
-            raise ValueError(f"must be a whole number, got {value!r}")
+            raise ValueError(f"must be a whole number, got {brief(value)}")
         try:
             return int(value)
         except ValueError:
-            raise ValueError(f"must be a whole number, got {value!r}") from None
+            raise ValueError(f"must be a whole number, got {brief(value)}") from None
     if base is float:
         if isinstance(value, bool) or not isinstance(value, (int, float, str)):
-            raise ValueError(f"must be a number, got {value!r}")
+            raise ValueError(f"must be a number, got {brief(value)}")
         try:
             out = float(value)
         except ValueError:
-            raise ValueError(f"must be a number, got {value!r}") from None
+            raise ValueError(f"must be a number, got {brief(value)}") from None
         if not math.isfinite(out):
-            raise ValueError(f"must be a finite number, got {value!r}")
+            raise ValueError(f"must be a finite number, got {brief(value)}")
         return out
     if base is list:
         if isinstance(value, str):
             value = [v.strip() for v in value.split(",") if v.strip()]
         if not isinstance(value, list) or not all(isinstance(v, str) for v in value):
-            raise ValueError(f"must be a list of names, got {value!r}")
+            raise ValueError(f"must be a list of names, got {brief(value)}")
         return value
     if base is dict:
         if isinstance(value, str):
             pairs = [p for p in value.split(",") if p.strip()]
             if not all("=" in p for p in pairs):
-                raise ValueError(f"must look like 'a=b,c=d', got {value!r}")
+                raise ValueError(f"must look like 'a=b,c=d', got {brief(value)}")
             value = dict(p.split("=", 1) for p in pairs)
             value = {k.strip(): v.strip() for k, v in value.items()}
         if not isinstance(value, dict) or not all(isinstance(v, str) for v in value.values()):
-            raise ValueError(f"must be a mapping of names, got {value!r}")
+            raise ValueError(f"must be a mapping of names, got {brief(value)}")
         return value
     if not isinstance(value, str):
-        raise ValueError(f"must be text, got {value!r}")
+        raise ValueError(f"must be text, got {brief(value)}")
     return value
 
 
@@ -273,7 +283,7 @@ def validate(config: Any, source: Optional[str] = None) -> None:
         choices = f.metadata.get("choices")
         value = getattr(config, f.name)
         if choices and value is not None and value not in choices:
-            checks.append((f.name, False, f"must be one of {', '.join(map(str, choices))}, got {value!r}"))
+            checks.append((f.name, False, f"must be one of {', '.join(map(str, choices))}, got {brief(value)}"))
     if isinstance(config, LossConfig):
         checks += [
             ("beta", config.beta > 0, f"must be > 0, got {config.beta}"),
@@ -310,6 +320,10 @@ def validate(config: Any, source: Optional[str] = None) -> None:
             ("steps_per_eval", config.steps_per_eval >= 1, f"must be >= 1, got {config.steps_per_eval}"),
             ("steps_per_report", config.steps_per_report >= 1, f"must be >= 1, got {config.steps_per_report}"),
             ("save_every", config.save_every >= 1, f"must be >= 1, got {config.save_every}"),
+            ("overwrite", not (config.overwrite and (config.resume or config.resume_from)),
+             "cannot be combined with --resume / --resume-from"),
+            ("memory_limit_gb", config.memory_limit_gb is None or config.memory_limit_gb > 0,
+             f"must be > 0, got {config.memory_limit_gb}"),
         ]
     for name, ok, message in checks:
         if not ok:

@@ -14,7 +14,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Iterator, Optional, Union
 
-from .errors import UserError
+from .errors import UserError, brief
 
 Messages = list  # list of {"role": str, "content": str}
 Text = Union[str, Messages]
@@ -164,7 +164,7 @@ def _messages(value: Any, name: str) -> Messages:
             raise RowError(f"{name}[{i}]", f"must be a message object, got {type(m).__name__}")
         role, content = m.get("role"), m.get("content")
         if role not in ROLES:
-            raise RowError(f"{name}[{i}].role", f"must be one of {', '.join(ROLES)}, got {role!r}")
+            raise RowError(f"{name}[{i}].role", f"must be one of {', '.join(ROLES)}, got {brief(role)}")
         if not isinstance(content, str):
             raise RowError(f"{name}[{i}].content", f"must be a string, got {type(content).__name__}")
         out.append({"role": role, "content": content})

@@ -5,6 +5,12 @@ from __future__ import annotations
 from typing import Optional
 
 
+def brief(value: object, limit: int = 60) -> str:
+    """repr() for an error line: a user's 5 MB field must not become a 5 MB message."""
+    text = repr(value)
+    return text if len(text) <= limit else f"{text[:limit]}... ({len(text)} characters)"
+
+
 class UserError(Exception):
     """A mistake in the user's files, flags or data: the CLI prints one line, exits 2.
 

@@ -2,21 +2,30 @@
 
 It emits events (plain dicts with stable keys) and never prints; the CLI's
 progress bar, metrics.jsonl and the TUI all read the same events.
+
+Everything that decides what happens next lives in `TrainerState` and the
+optimizer state, both saved at every checkpoint, and the randomness of a
+batch is seeded from (seed, batch number): a resumed run repeats the
+uninterrupted one step for step.
 """
 
 from __future__ import annotations
 
+import dataclasses
+import json
 import math
 import time
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable, Optional, Sequence
 
 import mlx.core as mx
 import mlx.nn as nn
 import mlx.optimizers as optim
-from mlx.utils import tree_flatten, tree_map
+from mlx.utils import tree_flatten, tree_map, tree_unflatten
 
-from .checkpoint import save_adapters
+from .batching import batch_order, collate
+from .checkpoint import STATE_FILE, optimizer_name, save_adapters, save_checkpoint
 from .config import TrainConfig
 from .errors import UserError
 from .evaluate import batch_loss, evaluate_pairs
@@ -28,6 +37,37 @@ Emit = Callable[[dict], None]
 
 class TrainingDiverged(UserError):
     """The loss or gradient stopped being a finite number; the update was not applied."""
+
+
+class TrainingInterrupted(Exception):
+    """A stop was asked for (Ctrl-C, SIGTERM); a checkpoint was saved first."""
+
+    def __init__(self, signum: int, step: int, folder: Path):
+        self.signum, self.step, self.folder = signum, step, folder
+        super().__init__(f"stopped at step {step}; checkpoint saved in {folder}")
+
+
+@dataclass
+class TrainerState:
+    step: int = 0  # optimizer updates done
+    epoch: int = 0
+    batch_in_epoch: int = 0  # batches of `epoch` already consumed
+    batches_seen: int = 0  # over the whole run; seeds each batch's randomness
+    best_val_loss: float = math.inf
+    bco_sum: float = 0.0
+    bco_count: int = 0
+    fingerprint: dict = field(default_factory=dict)
+
+    def to_json(self) -> dict:
+        d = dataclasses.asdict(self)
+        d["best_val_loss"] = None if math.isinf(self.best_val_loss) else self.best_val_loss
+        return d
+
+    @classmethod
+    def from_json(cls, d: dict) -> "TrainerState":
+        d = dict(d)
+        d["best_val_loss"] = math.inf if d.get("best_val_loss") is None else d["best_val_loss"]
+        return cls(**{f.name: d[f.name] for f in dataclasses.fields(cls) if f.name in d})
 
 
 def total_steps(n_pairs: int, cfg: TrainConfig) -> int:
@@ -61,96 +101,140 @@ def enable_grad_checkpoint(model: nn.Module) -> None:
     grad_checkpoint(model.layers[0])
 
 
+def never_stop() -> Optional[int]:
+    return None
+
+
 class Trainer:
     def __init__(self, model: nn.Module, cfg: TrainConfig, pad_id: int, out: Path, emit: Emit,
-                 start_weights: Optional[dict] = None):
+                 start_weights: Optional[dict] = None, should_stop: Callable[[], Optional[int]] = never_stop,
+                 state: Optional[TrainerState] = None):
         self.model, self.cfg, self.pad_id, self.out, self.emit = model, cfg, pad_id, out, emit
-        self.start_weights = start_weights
+        self.start_weights, self.should_stop = start_weights, should_stop
+        self.state = state or TrainerState()
         needs_ref = cfg.loss_type != "sft"
         self.ref_train = ReferenceCache(model, start_weights) if needs_ref else None
         self.ref_valid = ReferenceCache(model, start_weights) if needs_ref else None
-        self.bco_sum, self.bco_count = 0.0, 0
-        self.best_val_loss = math.inf
         self.loss_and_grad = nn.value_and_grad(model, batch_loss)
+        self.optimizer: Optional[optim.Optimizer] = None
 
-    def validate(self, step: int, valid: Sequence[TokenizedPair]) -> dict:
-        cfg = self.cfg
+    def validate(self, valid: Sequence[TokenizedPair]) -> dict:
+        cfg, state = self.cfg, self.state
         metrics = evaluate_pairs(self.model, valid, self.ref_valid, cfg, cfg.batch_size, self.pad_id,
                                  cfg.val_batches)
-        event = {"event": "eval", "step": step, **metrics}
-        if metrics and metrics["loss"] < self.best_val_loss:
-            self.best_val_loss = metrics["loss"]
+        event = {"event": "eval", "step": state.step, **metrics}
+        if metrics and metrics["loss"] < state.best_val_loss:
+            state.best_val_loss = metrics["loss"]
             save_adapters(self.model, self.out, best=True)
             event["best"] = True
         self.emit(event)
         return metrics
 
-    def train(self, train: Sequence[TokenizedPair], valid: Sequence[TokenizedPair]) -> dict:
-        from .batching import iterate_batches
+    def checkpoint(self) -> Path:
+        path = save_checkpoint(self.model, self.optimizer.state, self.state.to_json(), self.out)
+        self.emit({"event": "save", "step": self.state.step, "path": str(path)})
+        return path
 
-        cfg, model = self.cfg, self.model
+    def restore_optimizer(self) -> None:
+        """Optimizer moments, step count and so the schedule position, from the checkpoint being resumed."""
+        saved = mx.load(str(self.out / optimizer_name(self.state.step)))
+        self.optimizer.init(self.model.trainable_parameters())
+        self.optimizer.state = tree_unflatten(list(saved.items()))
+
+    def step_batch(self, batch) -> tuple[dict, dict]:
+        cfg, state = self.cfg, self.state
+        mx.random.seed(cfg.seed * 1_000_003 + state.batches_seen)  # dropout masks, independent of history
+        rc, rr = self.ref_train(batch) if self.ref_train else (None, None)
+        delta = state.bco_sum / state.bco_count if state.bco_count else 0.0
+        (_, metrics), grads = self.loss_and_grad(self.model, batch.tokens, batch.mask, rc, rr, cfg, delta)
+        return metrics, grads
+
+    def train(self, train: Sequence[TokenizedPair], valid: Sequence[TokenizedPair]) -> dict:
+        cfg, model, state = self.cfg, self.model, self.state
         steps = total_steps(len(train), cfg)
-        optimizer = optim.AdamW(learning_rate=lr_schedule(cfg, steps), weight_decay=cfg.weight_decay)
+        self.optimizer = optim.AdamW(learning_rate=lr_schedule(cfg, steps), weight_decay=cfg.weight_decay)
+        if state.step:
+            self.restore_optimizer()
         if cfg.grad_checkpoint:
             enable_grad_checkpoint(model)
         model.train()
-        self.emit({"event": "start", "total_steps": steps, "train_pairs": len(train), "valid_pairs": len(valid),
+        lengths = [p.length for p in train]
+        self.emit({"event": "start", "total_steps": steps, "step": state.step, "train_pairs": len(train),
+                   "valid_pairs": len(valid),
                    "trainable_parameters": sum(v.size for _, v in tree_flatten(model.trainable_parameters()))})
-        step, epoch, micro = 0, 0, 0
-        grads_acc, metrics_acc, tokens, started = None, None, 0, time.perf_counter()
-        tic = time.perf_counter()
+        k = cfg.grad_accumulation_steps
+        grads_acc, metrics_acc, micro, tokens = None, None, 0, 0
+        started = tic = time.perf_counter()
         last: dict = {}
-        while step < steps:
-            for batch in iterate_batches(train, cfg.batch_size, self.pad_id, cfg.seed, epoch):
-                rc, rr = self.ref_train(batch) if self.ref_train else (None, None)
-                delta = self.bco_sum / self.bco_count if self.bco_count else 0.0
-                (loss, metrics), grads = self.loss_and_grad(model, batch.tokens, batch.mask, rc, rr, cfg, delta)
+        saved_at = state.step
+        while state.step < steps:
+            order = batch_order(lengths, cfg.batch_size, cfg.seed, state.epoch)
+            while state.batch_in_epoch < len(order) and state.step < steps:
+                idx = order[state.batch_in_epoch]
+                batch = collate([train[i] for i in idx], idx, self.pad_id)
+                metrics, grads = self.step_batch(batch)
                 grads_acc = grads if grads_acc is None else tree_map(mx.add, grads_acc, grads)
                 metrics_acc = metrics if metrics_acc is None else tree_map(mx.add, metrics_acc, metrics)
                 tokens += batch.n_tokens
                 micro += 1
-                if micro % cfg.grad_accumulation_steps:
+                state.batch_in_epoch += 1
+                state.batches_seen += 1
+                if micro % k:
                     mx.eval(grads_acc, metrics_acc)
                     continue
-                k = cfg.grad_accumulation_steps
-                grads = tree_map(lambda g: g / k, grads_acc) if k > 1 else grads_acc
-                metrics = {name: v / k for name, v in metrics_acc.items()}
-                norm = global_norm(grads)
-                if cfg.grad_clip is not None:
-                    grads, _ = optim.clip_grad_norm(grads, cfg.grad_clip)
-                mx.eval(grads, metrics, norm)
-                step += 1
-                if not (math.isfinite(metrics["loss"].item()) and math.isfinite(norm.item())):
-                    raise TrainingDiverged(
-                        f"loss or gradient is not a finite number at step {step}; the update was not applied "
-                        f"and the last saved adapters are kept. Try a lower --learning-rate or --beta.",
-                        file=str(self.out))
-                optimizer.update(model, grads)
-                mx.eval(model.trainable_parameters(), optimizer.state)
+                last = self.update(grads_acc, metrics_acc, k)
                 grads_acc, metrics_acc = None, None
                 elapsed = time.perf_counter() - tic
-                last = {name: v.item() for name, v in metrics.items()}
-                if cfg.loss_type == "bco_pair":
-                    self.bco_sum += (last["rewards/chosen"] + last["rewards/rejected"]) / 2
-                    self.bco_count += 1
-                self.emit({"event": "train", "step": step, "total_steps": steps, "epoch": epoch + 1, **last,
-                           "learning_rate": float(optimizer.learning_rate.item()), "grad_norm": norm.item(),
+                self.emit({"event": "train", "step": state.step, "total_steps": steps, "epoch": state.epoch + 1,
+                           **last, "learning_rate": float(self.optimizer.learning_rate.item()),
                            "tokens_per_second": tokens / max(elapsed, 1e-9),
                            "peak_memory_gb": mx.get_peak_memory() / 1e9,
                            "elapsed_s": time.perf_counter() - started})
-                if valid and (step % cfg.steps_per_eval == 0 or step == steps):
-                    self.validate(step, valid)
-                if step % cfg.save_every == 0 and step != steps:
-                    paths = save_adapters(model, self.out, step=step)
-                    self.emit({"event": "save", "step": step, "path": str(paths[-1])})
+                if valid and (state.step % cfg.steps_per_eval == 0 or state.step == steps):
+                    self.validate(valid)
+                if state.step % cfg.save_every == 0 or state.step == steps:
+                    self.checkpoint()
+                    saved_at = state.step
+                signum = self.should_stop()
+                if signum is not None:
+                    if saved_at != state.step:
+                        self.checkpoint()
+                    raise TrainingInterrupted(signum, state.step, self.out)
                 tokens, tic = 0, time.perf_counter()
-                if step >= steps:
-                    break
-            epoch += 1
-        paths = save_adapters(model, self.out, step=step)
-        self.emit({"event": "save", "step": step, "path": str(paths[-1])})
-        summary = {"event": "done", "step": step, "adapter_path": str(self.out), **last}
-        if math.isfinite(self.best_val_loss):
-            summary["best_val_loss"] = self.best_val_loss
+            if state.batch_in_epoch >= len(order):
+                state.epoch += 1
+                state.batch_in_epoch = 0
+        summary = {"event": "done", "step": state.step, "adapter_path": str(self.out), **last}
+        if math.isfinite(state.best_val_loss):
+            summary["best_val_loss"] = state.best_val_loss
         self.emit(summary)
         return summary
+
+    def update(self, grads: dict, metrics: dict, k: int) -> dict:
+        """Average, clip, check and apply one optimizer update; returns the step's metrics."""
+        cfg, state = self.cfg, self.state
+        if k > 1:
+            grads = tree_map(lambda g: g / k, grads)
+            metrics = {name: v / k for name, v in metrics.items()}
+        norm = global_norm(grads)
+        if cfg.grad_clip is not None:
+            grads, _ = optim.clip_grad_norm(grads, cfg.grad_clip)
+        mx.eval(grads, metrics, norm)
+        values = {name: v.item() for name, v in metrics.items()}
+        values["grad_norm"] = norm.item()
+        if not all(math.isfinite(values[n]) for n in ("loss", "grad_norm")):
+            raise TrainingDiverged(
+                f"loss or gradient is not a finite number at step {state.step + 1}; the update was not applied "
+                f"and the last checkpoint (step {self._last_saved()}) is kept. Try a lower --learning-rate.",
+                file=str(self.out))
+        self.optimizer.update(self.model, grads)
+        mx.eval(self.model.trainable_parameters(), self.optimizer.state)
+        state.step += 1
+        if cfg.loss_type == "bco_pair":
+            state.bco_sum += (values["rewards/chosen"] + values["rewards/rejected"]) / 2
+            state.bco_count += 1
+        return values
+
+    def _last_saved(self) -> int:
+        pointer = self.out / STATE_FILE
+        return json.loads(pointer.read_text())["step"] if pointer.is_file() else 0

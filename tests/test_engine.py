@@ -110,8 +110,10 @@ def test_saved_adapters_load_in_mlx_lm_with_equal_logits(tiny_model, pref_data, 
     events = []
     result = train(fast_config(tiny_model, pref_data, out, iters=6, save_every=3), on_event=events.append)
     files = sorted(p.name for p in out.iterdir())
-    assert files == ["0000003_adapters.safetensors", "0000006_adapters.safetensors", "adapter_config.json",
-                     "adapters.safetensors", "best_adapters.safetensors", "metrics.jsonl"]
+    assert files == ["0000003_adapters.safetensors", "0000003_optimizer.safetensors", "0000003_state.json",
+                     "0000006_adapters.safetensors", "0000006_optimizer.safetensors", "0000006_state.json",
+                     "adapter_config.json", "adapters.safetensors", "best_adapters.safetensors", "metrics.jsonl",
+                     "trainer_state.json"]
     config = json.loads((out / "adapter_config.json").read_text())
     assert config["beta"] == 0.1 and config["lora_parameters"]["rank"] == 8 and config["fine_tune_type"] == "lora"
     ours, _, _ = load_model(str(tiny_model))
@@ -191,7 +193,7 @@ def test_progress_json_lines(tiny_model, pref_data, tmp_path):
                       str(tmp_path / "run"), "--iters", "2", "--learning-rate", "1e-3", "--progress", "json")
     assert proc.returncode == 0, proc.stderr
     events = [json.loads(line) for line in proc.stdout.splitlines()]
-    assert [e["event"] for e in events] == ["start", "train", "train", "eval", "save", "done"]
+    assert [e["event"] for e in events] == ["memory", "start", "train", "train", "eval", "save", "done"]
 
 
 @pytest.mark.parametrize("case", ["missing", "no_weights", "file"])
