@@ -19,7 +19,7 @@ class Parser(argparse.ArgumentParser):
         self.exit(2, f"error: {self.prog}: {message} (see --help)\n")
 
 
-NOT_CONFIG = ("func", "config", "command", "data_command", "path", "metric")
+NOT_CONFIG = ("func", "config", "command", "data_command", "path", "metric", "out", "quick")
 
 
 def flags(args: argparse.Namespace) -> dict:
@@ -98,6 +98,13 @@ def cmd_fuse(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_demo(args: argparse.Namespace) -> int:
+    from .demo import run_demo
+
+    run_demo(args.out, quick=args.quick)
+    return 0
+
+
 def _command(sub: argparse._SubParsersAction, name: str, help: str, func: Callable, cls: Optional[type]) -> Parser:
     from . import config
 
@@ -133,6 +140,10 @@ def build_parser() -> Parser:
                        help="Validation metric that picks the best member.")
     _command(sub, "fuse", "Merge adapters into the base model; optionally upload or export GGUF.", cmd_fuse,
              config.FuseConfig)
+    demo = _command(sub, "demo", "Watch DPO work in a few minutes, offline: a small model learns a preference.",
+                    cmd_demo, None)
+    demo.add_argument("--out", default="demo_run", help="Folder for the demo's model, data and adapters.")
+    demo.add_argument("--quick", action="store_true", help="A smaller, faster run (for tests).")
     return parser
 
 
