@@ -24,6 +24,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from models import ARCHS, build  # noqa: E402
 
 from mlx_dpo.config import TrainConfig  # noqa: E402
+from mlx_dpo.memory import estimate_peak_bytes  # noqa: E402
 from mlx_dpo.model import attach_lora, lora_parameters  # noqa: E402
 from mlx_dpo.tokenize import TokenizedPair  # noqa: E402
 from mlx_dpo.trainer import Trainer  # noqa: E402
@@ -84,12 +85,15 @@ def main() -> None:
         results["sft_peak_gb"].append(measure(lambda: sft_step(fresh_model(args.arch, args.bits), pairs)))
         results["dpo_peak_gb"].append(measure(lambda: dpo_step(fresh_model(args.arch, args.bits), pairs)))
     sft, dpo = min(results["sft_peak_gb"]), min(results["dpo_peak_gb"])
+    estimate = estimate_peak_bytes(fresh_model(args.arch, args.bits), args.pairs, args.length, False) / 1e9
     report = {"arch": args.arch, "bits": args.bits, "sequences": 2 * args.pairs, "length": args.length,
               "device": str(mx.default_device()), "sft_peak_gb": sft, "dpo_peak_gb": dpo,
-              "dpo_over_sft": dpo / sft, "target": 1.15, "ok": dpo / sft <= 1.15}
+              "dpo_over_sft": dpo / sft, "target": 1.15, "ok": dpo / sft <= 1.15,
+              "preflight_estimate_gb": estimate, "estimate_over_measured": estimate / dpo}
     print(f"{'step':<10}{'peak GB':>10}")
     print(f"{'LoRA SFT':<10}{sft:>10.3f}\n{'DPO':<10}{dpo:>10.3f}")
     print(f"DPO / SFT = {dpo / sft:.3f} (target <= 1.15: {'ok' if report['ok'] else 'MISSED'})")
+    print(f"pre-flight estimate {estimate:.3f} GB = {estimate / dpo:.2f}x the measured DPO peak")
     if args.json:
         Path(args.json).write_text(json.dumps(report, indent=2))
 

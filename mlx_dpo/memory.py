@@ -10,6 +10,7 @@ the estimate beside the measured peak, so its accuracy stays visible.
 from __future__ import annotations
 
 import os
+from dataclasses import dataclass
 from typing import Any, Optional
 
 import mlx.core as mx
@@ -19,32 +20,66 @@ from mlx.utils import tree_flatten
 GB = 1e9
 
 
-def _args(model: nn.Module) -> Any:
-    return getattr(model, "args", None) or getattr(model, "config", None)
+@dataclass
+class Shape:
+    """What the estimate needs to know about a model."""
+    weights_bytes: float
+    lora_params: int
+    hidden: int
+    layers: int
+    intermediate: int
+    heads: int
+    vocab: int
+    act_bytes: int  # 2 for float16/bfloat16 activations, 4 for float32
+
+
+def peak_bytes(shape: Shape, batch_size: int, seq_len: int, grad_checkpoint: bool,
+               grad_accumulation_steps: int = 1) -> float:
+    """Peak bytes of a DPO step on `batch_size` pairs (2x sequences) of `seq_len` tokens."""
+    # parameter + gradient + two AdamW moments (+ the accumulation buffer), all float32
+    lora_bytes = shape.lora_params * 4 * (4 + (1 if grad_accumulation_steps > 1 else 0))
+    act, hidden = shape.act_bytes, shape.hidden
+    tokens = 2 * batch_size * seq_len
+    # Saved for backward per token and block: matmul inputs, norms, residuals (~12 hidden-wide
+    # tensors), the MLP's gate/up/act (~4 intermediate-wide) and the attention weights.
+    per_block = tokens * (act * (12 * hidden + 4 * shape.intermediate) + 4 * shape.heads * seq_len)
+    acts = (shape.layers * tokens * act * hidden + per_block) if grad_checkpoint else shape.layers * per_block
+    # Full-vocabulary head: logits in the model dtype, their float32 copy, log-softmax and its gradient.
+    head = tokens * shape.vocab * (act + 3 * 4)
+    return shape.weights_bytes + lora_bytes + acts + head
+
+
+def shape_of_model(model: nn.Module) -> Shape:
+    args = getattr(model, "args", None) or getattr(model, "config", None)
+    return Shape(
+        weights_bytes=sum(v.nbytes for _, v in tree_flatten(model.parameters())),
+        lora_params=sum(v.size for _, v in tree_flatten(model.trainable_parameters())),
+        hidden=args.hidden_size, layers=args.num_hidden_layers,
+        intermediate=getattr(args, "intermediate_size", 4 * args.hidden_size),
+        heads=args.num_attention_heads, vocab=args.vocab_size,
+        act_bytes=2 if _compute_dtype(model) in (mx.float16, mx.bfloat16) else 4)
+
+
+def shape_of_config(config: dict, bits: Optional[int], lora_rank: int, lora_layers: int = -1,
+                    group_size: int = 64) -> Shape:
+    """From config.json alone (nothing loaded): for planning and for the TUI's estimate."""
+    h, n, inter = config["hidden_size"], config["num_hidden_layers"], config.get("intermediate_size", 4 * config["hidden_size"])
+    heads, kv, vocab = config["num_attention_heads"], config.get("num_key_value_heads", config["num_attention_heads"]), config["vocab_size"]
+    head_dim = config.get("head_dim") or h // heads
+    projections = [(h, heads * head_dim), (h, kv * head_dim), (h, kv * head_dim), (heads * head_dim, h),
+                   (h, inter), (h, inter), (inter, h)]
+    block = sum(i * o for i, o in projections)
+    embed = vocab * h * (1 if config.get("tie_word_embeddings", False) else 2)
+    params = n * block + embed
+    per_weight = bits / 8 + 2 * 2 / group_size if bits else 2  # packed bits + fp16 scale and bias per group
+    trained = n if lora_layers == -1 else min(lora_layers, n)
+    return Shape(weights_bytes=params * per_weight, lora_params=trained * sum(lora_rank * (i + o) for i, o in projections),
+                 hidden=h, layers=n, intermediate=inter, heads=heads, vocab=vocab, act_bytes=2)
 
 
 def estimate_peak_bytes(model: nn.Module, batch_size: int, seq_len: int, grad_checkpoint: bool,
                         grad_accumulation_steps: int = 1) -> float:
-    """Peak bytes of a DPO step on `batch_size` pairs (2x sequences) of `seq_len` tokens."""
-    weights = sum(v.nbytes for _, v in tree_flatten(model.parameters()))
-    lora = sum(v.size for _, v in tree_flatten(model.trainable_parameters()))
-    # parameter + gradient + two AdamW moments (+ the accumulation buffer), all float32
-    lora_bytes = lora * 4 * (4 + (1 if grad_accumulation_steps > 1 else 0))
-    args = _args(model)
-    hidden = args.hidden_size
-    layers = args.num_hidden_layers
-    inter = getattr(args, "intermediate_size", 4 * hidden)
-    heads = args.num_attention_heads
-    vocab = args.vocab_size
-    act = 2 if _compute_dtype(model) in (mx.float16, mx.bfloat16) else 4
-    tokens = 2 * batch_size * seq_len
-    # Saved for backward per token and block: matmul inputs, norms, residuals (~12 hidden-wide
-    # tensors), the MLP's gate/up/act (~4 intermediate-wide) and the attention weights.
-    per_block = tokens * (act * (12 * hidden + 4 * inter) + 4 * heads * seq_len)
-    acts = (layers * tokens * act * hidden + per_block) if grad_checkpoint else layers * per_block
-    # Full-vocabulary head: logits in the model dtype, their float32 copy, log-softmax and its gradient.
-    head = tokens * vocab * (act + 3 * 4)
-    return weights + lora_bytes + acts + head
+    return peak_bytes(shape_of_model(model), batch_size, seq_len, grad_checkpoint, grad_accumulation_steps)
 
 
 def _compute_dtype(model: nn.Module) -> mx.Dtype:
