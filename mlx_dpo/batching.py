@@ -26,6 +26,12 @@ class Batch:
     mask: mx.array  # (2B, T) float32, 1 on completion tokens (the ones scored)
     indices: list[int]  # example indices of the B pairs, for the reference cache
     n_tokens: int  # real (unpadded) tokens in the batch, for throughput
+    # The scored positions, flattened over (row, position) of tokens[:, :-1]; the fused
+    # log-prob head reads only these.
+    score_index: mx.array
+    score_targets: mx.array
+    score_rows: mx.array
+    counts: mx.array  # (2B,) scored tokens per row
 
     @property
     def pairs(self) -> int:
@@ -60,7 +66,13 @@ def collate(pairs: Sequence[TokenizedPair], indices: list[int], pad_id: int,
     for row, (seq, plen) in enumerate(zip(seqs, prompt_lens)):
         tokens[row, :len(seq)] = seq
         mask[row, plen:len(seq)] = 1.0
-    return Batch(mx.array(tokens), mx.array(mask), list(indices), sum(len(s) for s in seqs))
+    scored = mask[:, 1:]
+    rows, cols = np.nonzero(scored)
+    return Batch(mx.array(tokens), mx.array(mask), list(indices), sum(len(s) for s in seqs),
+                 score_index=mx.array((rows * (width - 1) + cols).astype(np.int32)),
+                 score_targets=mx.array(tokens[rows, cols + 1]),
+                 score_rows=mx.array(rows.astype(np.int32)),
+                 counts=mx.array(scored.sum(axis=1)))
 
 
 def iterate_batches(pairs: Sequence[TokenizedPair], batch_size: int, pad_id: int, seed: int = 0,

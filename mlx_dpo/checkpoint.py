@@ -127,6 +127,7 @@ def holds_run(folder: Path) -> bool:
 
 def clear_run(folder: Path) -> None:
     """Remove a previous run's files (only ours: the folder may hold the user's other files)."""
-    for pattern in (*RUN_FILES, "*_adapters.safetensors", "*_optimizer.safetensors", "*_state.json", ".tmp-*"):
+    for pattern in (*RUN_FILES, "*_adapters.safetensors", "*_optimizer.safetensors", "*_state.json",
+                    "ref_logps_*.safetensors", ".tmp-*"):
         for path in folder.glob(pattern):
             path.unlink(missing_ok=True)

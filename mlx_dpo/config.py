@@ -79,6 +79,7 @@ class TrainConfig(DataConfig, ModelConfig, LossConfig):
     grad_accumulation_steps: int = _opt(1, "Batches per optimizer step.")
     grad_clip: Optional[float] = _opt(1.0, "Clip the global gradient norm to this (none to disable).")
     grad_checkpoint: bool = _opt(False, "Recompute block activations in the backward pass to save memory.")
+    precompute_ref: bool = _opt(False, "Score every example with the reference before the first step.")
     steps_per_report: int = _opt(10, "Steps between log lines on the terminal.")
     steps_per_eval: int = _opt(50, "Steps between validations.")
     val_batches: int = _opt(-1, "Validation batches per evaluation; -1 for the whole split.")
@@ -91,7 +92,7 @@ class TrainConfig(DataConfig, ModelConfig, LossConfig):
     force: bool = _opt(False, "Train even when the memory estimate exceeds the limit.")
 
     # Settings that may change between a run and its resumption; all others must match.
-    RESUMABLE_CHANGES = ("data", "model", "iters", "epochs", "steps_per_report", "steps_per_eval", "val_batches",
+    RESUMABLE_CHANGES = ("data", "model", "precompute_ref", "iters", "epochs", "steps_per_report", "steps_per_eval", "val_batches",
                          "save_every", "progress", "resume", "resume_from", "overwrite", "memory_limit_gb",
                          "force", "adapter_path")
 

@@ -27,7 +27,7 @@ from .config import EvalConfig, GenerateConfig, TrainConfig
 from .data import load_splits
 from .eval_report import evaluate
 from .generate import answer
-from .logps import sequence_logps, split_pairs
+from .logps import LogpScorer, split_pairs
 from .model import load_model, load_tuned
 from .run import pad_id_of, train
 from .tokenize import tokenize_pairs
@@ -64,8 +64,10 @@ def pretrain(model_dir: Path, data: Path, iters: int, out: TextIO, batch_size: i
     pairs, _ = tokenize_pairs(load_splits(str(data))["train"].pairs, tokenizer)
     opt = optim.AdamW(learning_rate=optim.cosine_decay(lr, iters, end=lr / 10))
 
-    def loss_fn(m, tokens, mask):
-        sums, counts = sequence_logps(m, tokens, mask)
+    scorer = LogpScorer(model)
+
+    def loss_fn(m, batch):
+        sums, counts = scorer(m, batch)
         chosen, _ = split_pairs(sums)
         n, _ = split_pairs(counts)
         return -chosen.sum() / n.sum()
@@ -75,7 +77,7 @@ def pretrain(model_dir: Path, data: Path, iters: int, out: TextIO, batch_size: i
     for it in range(1, iters + 1):
         idx = rng.choice(len(pairs), size=batch_size, replace=False).tolist()
         batch = collate([pairs[i] for i in idx], idx, pad_id_of(tokenizer))
-        loss, grads = step_fn(model, batch.tokens, batch.mask)
+        loss, grads = step_fn(model, batch)
         opt.update(model, grads)
         mx.eval(loss, model.parameters(), opt.state)
         if it % 50 == 0 or it == iters:

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import json
 import sys
+
+import numpy as np
 from typing import Any, TextIO
 
 from .config import EvalConfig
@@ -50,8 +52,8 @@ def evaluate(cfg: EvalConfig, progress: bool = True) -> dict[str, Any]:
         result["base"] = {"likelihood_accuracy": tuned["logps/accuracies"], "logps/chosen": tuned["logps/chosen"],
                           "logps/rejected": tuned["logps/rejected"]}
         return result
-    scored = list(ref.chosen)
-    base_acc = sum(ref.chosen[i] > ref.rejected[i] for i in scored) / len(scored)
+    seen = ~np.isnan(ref.chosen)
+    base_acc = float((ref.chosen[seen] > ref.rejected[seen]).mean())
     result["base"] = {"likelihood_accuracy": base_acc, "logps/chosen": tuned["ref_logps/chosen"],
                       "logps/rejected": tuned["ref_logps/rejected"]}
     result["tuned"] = {

@@ -7,19 +7,19 @@ from typing import Callable, Optional, Sequence
 import mlx.core as mx
 import mlx.nn as nn
 
-from .batching import iterate_batches
+from .batching import Batch, iterate_batches
 from .config import LossConfig
-from .logps import sequence_logps, split_pairs
+from .logps import LogpScorer, split_pairs
 from .losses import preference_loss
 from .reference import ReferenceCache
 from .tokenize import TokenizedPair
 
 
-def batch_loss(model: nn.Module, tokens: mx.array, mask: mx.array, ref_chosen: Optional[mx.array],
+def batch_loss(model: nn.Module, batch: Batch, scorer: LogpScorer, ref_chosen: Optional[mx.array],
                ref_rejected: Optional[mx.array], cfg: LossConfig,
                bco_delta: float | mx.array = 0.0) -> tuple[mx.array, dict[str, mx.array]]:
     """Loss and metrics of one stacked batch; what the trainer differentiates."""
-    sums, counts = sequence_logps(model, tokens, mask)
+    sums, counts = scorer(model, batch)
     pc, pr = split_pairs(sums)
     lc, lr = split_pairs(counts)
     return preference_loss(pc, pr, ref_chosen, ref_rejected, lc, lr, cfg, bco_delta)
@@ -31,6 +31,7 @@ def evaluate_pairs(model: nn.Module, pairs: Sequence[TokenizedPair], ref: Option
     """Metrics averaged over pairs (each batch weighted by its number of pairs)."""
     was_training = model.training
     model.eval()
+    scorer = ref.scorer if ref is not None else LogpScorer(model)
     totals: dict[str, float] = {}
     n = 0
     try:
@@ -38,7 +39,7 @@ def evaluate_pairs(model: nn.Module, pairs: Sequence[TokenizedPair], ref: Option
             if max_batches != -1 and i >= max_batches:
                 break
             rc, rr = ref(batch) if ref is not None else (None, None)
-            _, metrics = batch_loss(model, batch.tokens, batch.mask, rc, rr, cfg)
+            _, metrics = batch_loss(model, batch, scorer, rc, rr, cfg)
             mx.eval(metrics)
             for k, v in metrics.items():
                 totals[k] = totals.get(k, 0.0) + v.item() * batch.pairs

@@ -65,10 +65,21 @@ class ProgressBar:
     def __init__(self, every: int = 10, stream: Optional[TextIO] = None):
         self.every, self.stream = every, stream or sys.stderr
         self.bar = None
+        self.ref_bar = None
 
     def __call__(self, event: dict) -> None:
         kind = event.get("event")
-        if kind == "start":
+        if kind == "reference":
+            from tqdm import tqdm
+
+            if self.ref_bar is None:
+                self.ref_bar = tqdm(total=event["batches"], file=self.stream, unit="batch",
+                                    desc=f"reference log-probs ({event['split']})", leave=False)
+            self.ref_bar.update(1)
+            if event["batch"] == event["batches"]:
+                self.ref_bar.close()
+                self.ref_bar = None
+        elif kind == "start":
             from tqdm import tqdm
 
             self.bar = tqdm(total=event["total_steps"], file=self.stream, unit="step", dynamic_ncols=True)

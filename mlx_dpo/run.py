@@ -55,15 +55,29 @@ def tokenize_splits(splits: dict[str, Split], cfg: TrainConfig, tokenizer: Any,
     return out
 
 
-def fingerprint(cfg: TrainConfig, train_pairs: list[TokenizedPair]) -> dict:
-    """What a resumed run must share with the saved one: model, tokenized data, settings."""
+def data_hash(pairs: list[TokenizedPair]) -> str:
     data = hashlib.sha256()
-    for p in train_pairs:
+    for p in pairs:
         for ids in (p.prompt_ids, p.chosen_ids, p.rejected_ids):
             data.update(np.asarray(ids, dtype=np.int64).tobytes() + b"|")
+    return data.hexdigest()
+
+
+def fingerprint(cfg: TrainConfig, train_pairs: list[TokenizedPair]) -> dict:
+    """What a resumed run must share with the saved one: model, tokenized data, settings."""
     model_cfg = (resolve_model_path(cfg.model) / "config.json").read_bytes()
     settings = {k: v for k, v in to_dict(cfg).items() if k not in TrainConfig.RESUMABLE_CHANGES}
-    return {"model": hashlib.sha256(model_cfg).hexdigest(), "data": data.hexdigest(), "settings": settings}
+    return {"model": hashlib.sha256(model_cfg).hexdigest(), "data": data_hash(train_pairs), "settings": settings}
+
+
+def reference_keys(cfg: TrainConfig, model_hash: str, splits: dict[str, list[TokenizedPair]]) -> dict[str, str]:
+    """What reference log-probs depend on: the model as loaded, the starting adapter, the tokens."""
+    start = "none"
+    if cfg.init_adapter:
+        start = hashlib.sha256((Path(cfg.init_adapter) / "adapters.safetensors").read_bytes()).hexdigest()
+    base = f"{model_hash}|{cfg.quantize}|{cfg.q_group_size}|{start}"
+    return {name: hashlib.sha256(f"{base}|{data_hash(pairs)}".encode()).hexdigest()
+            for name, pairs in splits.items() if name in ("train", "valid")}
 
 
 def check_resumable(saved: dict, now: dict, folder: Path) -> None:
@@ -180,4 +194,6 @@ def train(cfg: TrainConfig, on_event: Optional[Emit] = None) -> dict:
     emit({"event": "memory", "estimated_peak_gb": estimate})
     with graceful_stop(lambda text: emit({"event": "message", "level": "warning", "text": text})) as stop:
         trainer = Trainer(model, cfg, pad_id_of(tokenizer), out, emit, start_weights, stop, state)
+        trainer.use_reference(len(splits["train"]), len(splits.get("valid", [])),
+                              reference_keys(cfg, print_["model"], splits))
         return trainer.train(splits["train"], splits.get("valid", []))

@@ -29,6 +29,7 @@ from .checkpoint import STATE_FILE, optimizer_name, save_adapters, save_checkpoi
 from .config import TrainConfig
 from .errors import UserError
 from .evaluate import batch_loss, evaluate_pairs
+from .logps import LogpScorer
 from .reference import ReferenceCache
 from .tokenize import TokenizedPair
 
@@ -112,10 +113,20 @@ class Trainer:
         self.model, self.cfg, self.pad_id, self.out, self.emit = model, cfg, pad_id, out, emit
         self.start_weights, self.should_stop = start_weights, should_stop
         self.state = state or TrainerState()
-        needs_ref = cfg.loss_type != "sft"
-        self.ref_train = ReferenceCache(model, start_weights) if needs_ref else None
-        self.ref_valid = ReferenceCache(model, start_weights) if needs_ref else None
+        self.scorer = LogpScorer(model)
+        self.ref_train: Optional[ReferenceCache] = None
+        self.ref_valid: Optional[ReferenceCache] = None
         self.loss_and_grad = nn.value_and_grad(model, batch_loss)
+
+    def use_reference(self, train_size: int, valid_size: int, keys: Optional[dict] = None) -> None:
+        """Reference caches per split, kept in the run folder under `keys` (none for SFT)."""
+        if self.cfg.loss_type == "sft":
+            return
+        keys = keys or {}
+        for split, size in (("train", train_size), ("valid", valid_size)):
+            path = self.out / f"ref_logps_{split}.safetensors" if split in keys else None
+            cache = ReferenceCache(self.model, self.start_weights, size, path, keys.get(split, ""), self.scorer)
+            setattr(self, f"ref_{split}", cache)
         self.optimizer: Optional[optim.Optimizer] = None
 
     def validate(self, valid: Sequence[TokenizedPair]) -> dict:
@@ -131,6 +142,9 @@ class Trainer:
         return metrics
 
     def checkpoint(self) -> Path:
+        for cache in (self.ref_train, self.ref_valid):
+            if cache is not None:
+                cache.save()
         path = save_checkpoint(self.model, self.optimizer.state, self.state.to_json(), self.out)
         self.emit({"event": "save", "step": self.state.step, "path": str(path)})
         return path
@@ -146,11 +160,18 @@ class Trainer:
         mx.random.seed(cfg.seed * 1_000_003 + state.batches_seen)  # dropout masks, independent of history
         rc, rr = self.ref_train(batch) if self.ref_train else (None, None)
         delta = state.bco_sum / state.bco_count if state.bco_count else 0.0
-        (_, metrics), grads = self.loss_and_grad(self.model, batch.tokens, batch.mask, rc, rr, cfg, delta)
+        (_, metrics), grads = self.loss_and_grad(self.model, batch, self.scorer, rc, rr, cfg, delta)
         return metrics, grads
 
     def train(self, train: Sequence[TokenizedPair], valid: Sequence[TokenizedPair]) -> dict:
         cfg, model, state = self.cfg, self.model, self.state
+        if self.ref_train is None and cfg.loss_type != "sft":
+            self.use_reference(len(train), len(valid))
+        if cfg.precompute_ref and self.ref_train is not None:
+            for split, pairs, cache in (("train", train, self.ref_train), ("valid", valid, self.ref_valid)):
+                if pairs:
+                    cache.precompute(pairs, cfg.batch_size, self.pad_id, lambda i, n, s=split: self.emit(
+                        {"event": "reference", "split": s, "batch": i, "batches": n}))
         steps = total_steps(len(train), cfg)
         self.optimizer = optim.AdamW(learning_rate=lr_schedule(cfg, steps), weight_decay=cfg.weight_decay)
         if state.step:

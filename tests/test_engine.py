@@ -113,7 +113,7 @@ def test_saved_adapters_load_in_mlx_lm_with_equal_logits(tiny_model, pref_data, 
     assert files == ["0000003_adapters.safetensors", "0000003_optimizer.safetensors", "0000003_state.json",
                      "0000006_adapters.safetensors", "0000006_optimizer.safetensors", "0000006_state.json",
                      "adapter_config.json", "adapters.safetensors", "best_adapters.safetensors", "metrics.jsonl",
-                     "trainer_state.json"]
+                     "ref_logps_train.safetensors", "ref_logps_valid.safetensors", "trainer_state.json"]
     config = json.loads((out / "adapter_config.json").read_text())
     assert config["beta"] == 0.1 and config["lora_parameters"]["rank"] == 8 and config["fine_tune_type"] == "lora"
     ours, _, _ = load_model(str(tiny_model))

@@ -1,0 +1,113 @@
+"""The fused log-prob head and the reference cache compute exactly what the plain ways do."""
+
+from __future__ import annotations
+
+import mlx.core as mx
+import mlx.nn as nn
+import numpy as np
+import pytest
+from mlx.utils import tree_flatten
+
+from mlx_dpo import TrainConfig, train
+from mlx_dpo.batching import iterate_batches
+from mlx_dpo.data import load_splits
+from mlx_dpo.logps import LogpScorer, chunked_logp, full_logits_logps, token_logps
+from mlx_dpo.model import attach_lora, load_model, lora_layers, lora_parameters
+from mlx_dpo.reference import ReferenceCache, reference_mode
+from mlx_dpo.run import pad_id_of
+from mlx_dpo.tokenize import tokenize_pairs
+
+
+@pytest.mark.parametrize("quantized", [False, True])
+def test_chunked_head_value_and_gradient_equal_the_naive_head(quantized):
+    mx.random.seed(1)
+    head = nn.Linear(64, 300, bias=False)
+    if quantized:
+        head = nn.QuantizedLinear.from_linear(head, group_size=32, bits=4)
+    hidden = mx.random.normal((37, 64))
+    targets = mx.random.randint(0, 300, (37,))
+    weights = mx.random.normal((37,))
+
+    def naive(h):
+        return (token_logps(head(h), targets) * weights).sum()
+
+    def fused(h):
+        return (chunked_logp(head, h, targets, chunk=5) * weights).sum()  # 8 chunks, the last one short
+
+    v0, g0 = mx.value_and_grad(naive)(hidden)
+    v1, g1 = mx.value_and_grad(fused)(hidden)
+    assert v1.item() == pytest.approx(v0.item(), rel=1e-6)
+    assert mx.allclose(g1, g0, atol=1e-6, rtol=1e-5).item()
+
+
+@pytest.fixture()
+def lora_model_and_batch(tiny_model, pref_data):
+    model, tok, _ = load_model(str(tiny_model))
+    mx.random.seed(0)
+    attach_lora(model, -1, lora_parameters(8, 20.0, 0.0))
+    for _, layer in lora_layers(model):
+        layer.lora_b = mx.random.normal(layer.lora_b.shape) * 0.05
+    pairs, _ = tokenize_pairs(load_splits(str(pref_data))["train"].pairs, tok)
+    batch = next(iterate_batches(pairs, 4, pad_id_of(tok), seed=0))
+    return model, batch, pairs, tok
+
+
+def test_scorer_uses_the_fused_head_and_matches_full_logits(lora_model_and_batch):
+    model, batch, _, _ = lora_model_and_batch
+    scorer = LogpScorer(model)
+    assert scorer.fused
+
+    def loss(fn):
+        def f(m):
+            sums, counts = fn(m)
+            return (sums * mx.arange(1, sums.shape[0] + 1)).sum(), counts
+        return nn.value_and_grad(model, f)
+
+    (v0, c0), g0 = loss(lambda m: full_logits_logps(m, batch.tokens, batch.mask))(model)
+    (v1, c1), g1 = loss(lambda m: scorer(m, batch))(model)
+    assert v1.item() == pytest.approx(v0.item(), rel=1e-5)
+    assert mx.array_equal(c0, c1).item()
+    flat0, flat1 = dict(tree_flatten(g0)), dict(tree_flatten(g1))
+    assert flat0.keys() == flat1.keys() and flat0
+    for k in flat0:
+        assert mx.allclose(flat1[k], flat0[k], atol=1e-5, rtol=1e-4).item(), k
+
+
+def test_reference_cache_equals_a_fresh_reference_forward(lora_model_and_batch, tmp_path):
+    model, batch, pairs, tok = lora_model_and_batch
+    cache = ReferenceCache(model, size=len(pairs), path=tmp_path / "ref.safetensors", key="k1")
+    rc, rr = cache(batch)
+    with reference_mode(model):
+        sums, _ = full_logits_logps(model, batch.tokens, batch.mask)
+    half = len(batch.indices)
+    assert mx.allclose(rc, sums[:half], atol=1e-4).item() and mx.allclose(rr, sums[half:], atol=1e-4).item()
+    assert cache.filled == len(batch.indices)
+    cache.save()
+    again = ReferenceCache(model, size=len(pairs), path=tmp_path / "ref.safetensors", key="k1")
+    assert again.filled == len(batch.indices) and again.known(batch.indices)
+    assert mx.array_equal(again(batch)[0], rc).item()
+    other = ReferenceCache(model, size=len(pairs), path=tmp_path / "ref.safetensors", key="another model")
+    assert other.filled == 0
+
+
+def test_precompute_ref_scores_everything_before_the_first_step(tiny_model, pref_data, tmp_path):
+    events = []
+    train(TrainConfig(model=str(tiny_model), data=str(pref_data), adapter_path=str(tmp_path / "run"), iters=2,
+                      batch_size=8, progress="none", precompute_ref=True), on_event=events.append)
+    kinds = [e["event"] for e in events]
+    assert kinds.index("reference") < kinds.index("train")
+    refs = [e for e in events if e["event"] == "reference"]
+    assert {e["split"] for e in refs} == {"train", "valid"} and refs[-1]["batch"] == refs[-1]["batches"]
+    saved = mx.load(str(tmp_path / "run" / "ref_logps_train.safetensors"))
+    assert saved["chosen"].size == 64 and not np.isnan(np.array(saved["chosen"])).any()
+
+
+def test_resume_reuses_the_saved_reference(tiny_model, pref_data, tmp_path):
+    out = tmp_path / "run"
+    cfg = dict(model=str(tiny_model), data=str(pref_data), adapter_path=str(out), batch_size=8, progress="none",
+               learning_rate=1e-3)
+    train(TrainConfig(iters=8, **cfg))  # a full epoch: every train example has its reference value
+    stamp = (out / "ref_logps_train.safetensors").stat().st_mtime_ns
+    events = []
+    train(TrainConfig(iters=10, resume=True, **cfg), on_event=events.append)
+    assert (out / "ref_logps_train.safetensors").stat().st_mtime_ns == stamp  # nothing new to score
