@@ -117,6 +117,7 @@ class Trainer:
         self.ref_train: Optional[ReferenceCache] = None
         self.ref_valid: Optional[ReferenceCache] = None
         self.loss_and_grad = nn.value_and_grad(model, batch_loss)
+        self.optimizer: Optional[optim.Optimizer] = None
 
     def use_reference(self, train_size: int, valid_size: int, keys: Optional[dict] = None) -> None:
         """Reference caches per split, kept in the run folder under `keys` (none for SFT)."""
@@ -127,7 +128,6 @@ class Trainer:
             path = self.out / f"ref_logps_{split}.safetensors" if split in keys else None
             cache = ReferenceCache(self.model, self.start_weights, size, path, keys.get(split, ""), self.scorer)
             setattr(self, f"ref_{split}", cache)
-        self.optimizer: Optional[optim.Optimizer] = None
 
     def validate(self, valid: Sequence[TokenizedPair]) -> dict:
         cfg, state = self.cfg, self.state
