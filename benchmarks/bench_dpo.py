@@ -35,7 +35,7 @@ from models import ARCHS, build  # noqa: E402
 
 from mlx_dpo.batching import collate  # noqa: E402
 from mlx_dpo.config import TrainConfig  # noqa: E402
-from mlx_dpo.logps import chunked_logp, split_pairs, token_logps  # noqa: E402
+from mlx_dpo.logps import chunked_logp, token_logps  # noqa: E402
 from mlx_dpo.model import attach_lora, lora_parameters  # noqa: E402
 from mlx_dpo.trainer import Trainer  # noqa: E402
 

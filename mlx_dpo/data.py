@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import Any, Iterator, Optional, Union
 
 from .errors import UserError, brief
+from .hub import fetch
 
 Messages = list  # list of {"role": str, "content": str}
 Text = Union[str, Messages]
@@ -310,20 +311,11 @@ def load_files(name: str, files: list[Path], columns: Optional[dict] = None,
 # --- finding the files ------------------------------------------------------
 
 def fetch_hub_dataset(repo_id: str) -> Path:
-    """Download a dataset repo's data files with huggingface-hub; errors become one line."""
+    """Download a dataset repo's data files with huggingface-hub."""
     from huggingface_hub import snapshot_download
-    from huggingface_hub.errors import HfHubHTTPError, LocalEntryNotFoundError, RepositoryNotFoundError
 
-    try:
-        return Path(snapshot_download(repo_id, repo_type="dataset",
-                                      allow_patterns=["*.jsonl", "*.json", "*.parquet"]))
-    except RepositoryNotFoundError:
-        reason = "no such dataset (or it is private: log in with `hf auth login`)"
-    except LocalEntryNotFoundError:
-        reason = "not reachable and not in the local cache"
-    except (HfHubHTTPError, OSError, ValueError) as e:
-        reason = str(e).splitlines()[0] if str(e) else e.__class__.__name__
-    raise UserError(f"cannot fetch dataset from the Hugging Face hub: {reason}", file=repo_id)
+    return fetch("dataset", repo_id, lambda: Path(snapshot_download(
+        repo_id, repo_type="dataset", allow_patterns=["*.jsonl", "*.json", "*.parquet"])))
 
 
 def resolve_source(data: str) -> Path:

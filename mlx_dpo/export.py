@@ -16,6 +16,7 @@ from mlx.utils import tree_flatten, tree_unflatten
 
 from .config import FuseConfig
 from .errors import UserError
+from .hub import upload
 from .model import Loaded, load_tuned, resolve_model_path
 from .run import METRICS_FILE
 
@@ -61,7 +62,7 @@ def model_card(base: str, adapter_config: dict, metrics: Optional[dict], quantiz
         for key in ("rewards/accuracies", "rewards/margins", "loss", "kl/chosen", "kl/rejected"):
             if key in metrics:
                 lines.append(f"| {key} | {metrics[key]:.4f} |")
-    lines += ["", "```bash", f"mlx_lm.generate --model <this repo> --prompt \"Hello\"", "```", ""]
+    lines += ["", "```bash", "mlx_lm.generate --model <this repo> --prompt \"Hello\"", "```", ""]
     return "\n".join(lines)
 
 
@@ -78,24 +79,6 @@ def fused_model(loaded: Loaded, dequantize: bool) -> dict:
         config.pop("quantization", None)
         config.pop("quantization_config", None)
     return config
-
-
-def upload(folder: Path, repo_id: str) -> str:
-    """Create the repo if needed and push the folder; the token comes from huggingface-hub's usual places."""
-    from huggingface_hub import HfApi
-    from huggingface_hub.errors import HfHubHTTPError
-
-    api = HfApi()
-    try:
-        api.create_repo(repo_id=repo_id, repo_type="model", exist_ok=True)
-        info = api.upload_folder(folder_path=str(folder), repo_id=repo_id, repo_type="model",
-                                 commit_message="Upload DPO-tuned model from mlx-dpo")
-    except HfHubHTTPError as e:
-        # Never echo request headers: they carry the token.
-        raise UserError(f"upload failed: HTTP {getattr(e.response, 'status_code', '?')}", file=repo_id) from None
-    except (OSError, ValueError) as e:
-        raise UserError(f"upload failed: {str(e).splitlines()[0]}", file=repo_id) from None
-    return str(getattr(info, "commit_url", info))
 
 
 def fuse(cfg: FuseConfig) -> Path:

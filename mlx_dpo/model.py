@@ -20,6 +20,7 @@ import mlx.nn as nn
 from mlx.utils import tree_unflatten
 
 from .errors import UserError
+from .hub import fetch
 
 ADAPTER_CONFIG = "adapter_config.json"
 ADAPTER_WEIGHTS = "adapters.safetensors"
@@ -51,18 +52,9 @@ def resolve_model_path(model: str) -> Path:
         return path
     if model.startswith((".", "/", "~")) or model.count("/") != 1:
         raise UserError("model folder not found", file=model)
-    from huggingface_hub.errors import HfHubHTTPError, LocalEntryNotFoundError, RepositoryNotFoundError
     from mlx_lm.utils import _download
 
-    try:
-        return resolve_model_path(str(_download(model)))
-    except RepositoryNotFoundError:
-        reason = "no such model (or it is private: log in with `hf auth login`)"
-    except LocalEntryNotFoundError:
-        reason = "not reachable and not in the local cache"
-    except (HfHubHTTPError, OSError, ValueError) as e:
-        reason = str(e).splitlines()[0] if str(e) else e.__class__.__name__
-    raise UserError(f"cannot fetch model from the Hugging Face hub: {reason}", file=model)
+    return resolve_model_path(str(fetch("model", model, lambda: _download(model))))
 
 
 def load_model(model: str, quantize: Optional[int] = None, q_group_size: int = 64) -> tuple[nn.Module, Any, dict]:
