@@ -19,6 +19,7 @@ from .checkpoint import (STATE_FILE, adapter_weights, atomic_write_text, checkpo
                          write_adapter_config)
 from .config import TrainConfig, to_dict, validate
 from .data import Split, load_splits
+from .distributed import World
 from .errors import UserError
 from .memory import GB, available_bytes, describe, estimate_peak_bytes, fitting_settings
 from .model import (attach_lora, load_adapter_weights, load_model, lora_parameters, read_adapter_config,
@@ -133,6 +134,7 @@ def default_consumers(cfg: TrainConfig) -> list:
 def train(cfg: TrainConfig, on_event: Optional[Emit] = None) -> dict:
     """Train LoRA adapters with DPO; returns the final event (step, metrics, adapter path)."""
     validate(cfg)
+    world = World()
     out = Path(cfg.adapter_path)
     resuming = bool(cfg.resume or cfg.resume_from)
     if holds_run(out) and not (resuming or cfg.overwrite):
@@ -146,7 +148,7 @@ def train(cfg: TrainConfig, on_event: Optional[Emit] = None) -> dict:
                             "--init-adapter", file=str(out))
         resuming = False  # stopped before its first checkpoint: nothing to lose, start over
         cfg = dataclasses.replace(cfg, resume=False, overwrite=True)
-    consumers = default_consumers(cfg) + [on_event]
+    consumers = (default_consumers(cfg) + [on_event]) if world.is_main else []  # rank 0 reports
     emit = fanout(consumers)
     # Data first: its mistakes are the commonest and need no model loaded to be found.
     raw = load_splits(cfg.data, cfg.split, cfg.valid_split, cfg.test_split, cfg.columns, cfg.val_fraction, cfg.seed)
@@ -179,17 +181,22 @@ def train(cfg: TrainConfig, on_event: Optional[Emit] = None) -> dict:
         load_adapter_weights(model, out, checkpoint_name(state.step))
     estimate = preflight(model, cfg, splits["train"], emit)
 
-    if cfg.overwrite:
-        clear_run(out)
-    out.mkdir(parents=True, exist_ok=True)
-    write_adapter_config(out, to_dict(cfg), num_layers, params)
+    world.barrier()  # every rank has checked the folder before rank 0 writes to it
+    if world.is_main:
+        if cfg.overwrite:
+            clear_run(out)
+        out.mkdir(parents=True, exist_ok=True)
+        write_adapter_config(out, to_dict(cfg), num_layers, params)
+        if state is not None:
+            keep_metrics_until(out / METRICS_FILE, state.step)
+    world.barrier()
     if state is not None:
-        keep_metrics_until(out / METRICS_FILE, state.step)
         emit({"event": "message", "level": "info", "text": f"resuming at step {state.step}"})
     else:
         state = TrainerState()
     state.fingerprint = print_
-    emit = fanout(consumers + [MetricsFile(out / METRICS_FILE)])
+    if world.is_main:
+        emit = fanout(consumers + [MetricsFile(out / METRICS_FILE)])
     emit({"event": "memory", "estimated_peak_gb": estimate})
     with graceful_stop(lambda text: emit({"event": "message", "level": "warning", "text": text})) as stop:
         trainer = Trainer(model, cfg, pad_id_of(tokenizer), out, emit, start_weights, stop, state)

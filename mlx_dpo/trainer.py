@@ -25,8 +25,9 @@ import mlx.optimizers as optim
 from mlx.utils import tree_flatten, tree_map, tree_unflatten
 
 from .batching import batch_order, collate
-from .checkpoint import STATE_FILE, optimizer_name, save_adapters, save_checkpoint
+from .checkpoint import STATE_FILE, checkpoint_name, optimizer_name, save_adapters, save_checkpoint
 from .config import TrainConfig
+from .distributed import World
 from .errors import UserError
 from .evaluate import batch_loss, evaluate_pairs
 from .logps import LogpScorer
@@ -118,6 +119,7 @@ class Trainer:
         self.ref_valid: Optional[ReferenceCache] = None
         self.loss_and_grad = nn.value_and_grad(model, batch_loss)
         self.optimizer: Optional[optim.Optimizer] = None
+        self.world = World()
 
     def use_reference(self, train_size: int, valid_size: int, keys: Optional[dict] = None) -> None:
         """Reference caches per split, kept in the run folder under `keys` (none for SFT)."""
@@ -125,7 +127,9 @@ class Trainer:
             return
         keys = keys or {}
         for split, size in (("train", train_size), ("valid", valid_size)):
-            path = self.out / f"ref_logps_{split}.safetensors" if split in keys else None
+            # Each rank caches the examples it scores.
+            suffix = f".rank{self.world.rank}" if self.world.size > 1 else ""
+            path = self.out / f"ref_logps_{split}{suffix}.safetensors" if split in keys else None
             cache = ReferenceCache(self.model, self.start_weights, size, path, keys.get(split, ""), self.scorer)
             setattr(self, f"ref_{split}", cache)
 
@@ -136,7 +140,8 @@ class Trainer:
         event = {"event": "eval", "step": state.step, **metrics}
         if metrics and metrics["loss"] < state.best_val_loss:
             state.best_val_loss = metrics["loss"]
-            save_adapters(self.model, self.out, best=True)
+            if self.world.is_main:
+                save_adapters(self.model, self.out, best=True)
             event["best"] = True
         self.emit(event)
         return metrics
@@ -145,7 +150,10 @@ class Trainer:
         for cache in (self.ref_train, self.ref_valid):
             if cache is not None:
                 cache.save()
-        path = save_checkpoint(self.model, self.optimizer.state, self.state.to_json(), self.out)
+        path = self.out / checkpoint_name(self.state.step)
+        if self.world.is_main:
+            save_checkpoint(self.model, self.optimizer.state, self.state.to_json(), self.out)
+        self.world.barrier()  # no rank runs ahead of a checkpoint it may need on resume
         self.emit({"event": "save", "step": self.state.step, "path": str(path)})
         return path
 
@@ -191,12 +199,12 @@ class Trainer:
         while state.step < steps:
             order = batch_order(lengths, cfg.batch_size, cfg.seed, state.epoch)
             while state.batch_in_epoch < len(order) and state.step < steps:
-                idx = order[state.batch_in_epoch]
+                idx, owned = self.world.my_pairs(order[state.batch_in_epoch])
                 batch = collate([train[i] for i in idx], idx, self.pad_id)
-                metrics, grads = self.step_batch(batch)
+                metrics, grads = self.world.mean(self.step_batch(batch), owned)
                 grads_acc = grads if grads_acc is None else tree_map(mx.add, grads_acc, grads)
                 metrics_acc = metrics if metrics_acc is None else tree_map(mx.add, metrics_acc, metrics)
-                tokens += batch.n_tokens
+                tokens += batch.n_tokens if owned else 0
                 micro += 1
                 state.batch_in_epoch += 1
                 state.batches_seen += 1
@@ -208,7 +216,7 @@ class Trainer:
                 elapsed = time.perf_counter() - tic
                 self.emit({"event": "train", "step": state.step, "total_steps": steps, "epoch": state.epoch + 1,
                            **last, "learning_rate": float(self.optimizer.learning_rate.item()),
-                           "tokens_per_second": tokens / max(elapsed, 1e-9),
+                           "tokens_per_second": self.world.total(tokens) / max(elapsed, 1e-9),
                            "peak_memory_gb": mx.get_peak_memory() / 1e9,
                            "elapsed_s": time.perf_counter() - started})
                 if valid and (state.step % cfg.steps_per_eval == 0 or state.step == steps):
@@ -217,7 +225,8 @@ class Trainer:
                     self.checkpoint()
                     saved_at = state.step
                 signum = self.should_stop()
-                if signum is not None:
+                if self.world.total(signum or 0):  # every rank stops at the same step
+                    signum = signum or 15
                     if saved_at != state.step:
                         self.checkpoint()
                     raise TrainingInterrupted(signum, state.step, self.out)

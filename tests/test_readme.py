@@ -47,6 +47,10 @@ def offline(cmd: str, model: str) -> tuple[list[str], str]:
     elif sub == "chat":
         argv += ["--max-tokens", "4"]
         stdin = "How do I make tea?\n/quit\n"
+    elif argv[0] == "mlx.launch":
+        at = argv.index("python")
+        argv = [str(Path(sys.executable).parent / "mlx.launch"), *argv[1:at], sys.executable, *argv[at + 1:],
+                "--iters", "2", "--progress", "none"]
     elif argv[0] == "mlx_lm.generate":
         argv = [sys.executable, "-m", "mlx_lm", "generate", *argv[1:], "--max-tokens", "4"]
     elif argv[0] == "bash" and argv[1] == "examples/sft_then_dpo.sh":
@@ -80,6 +84,7 @@ def test_every_readme_command_runs(tiny_model, tmp_path):
     assert (work / "runs" / "qwen0.5b-dpo-fused" / "config.json").is_file()
     assert (work / "runs" / "beta-sweep" / "sweep.json").is_file()
     assert (work / "runs" / "sft-dpo" / "adapters.safetensors").is_file()
+    assert (work / "runs" / "two-ranks" / "trainer_state.json").is_file()
 
 
 @pytest.mark.parametrize("config, arch", [("mac-8gb-qwen2.5-0.5b.yaml", "qwen2.5-0.5b"),
