@@ -19,7 +19,7 @@ class Parser(argparse.ArgumentParser):
         self.exit(2, f"error: {self.prog}: {message} (see --help)\n")
 
 
-NOT_CONFIG = ("func", "config", "command", "data_command", "path", "metric", "out", "quick")
+NOT_CONFIG = ("func", "config", "command", "data_command", "path", "metric", "out", "quick", "root")
 
 
 def flags(args: argparse.Namespace) -> dict:
@@ -105,6 +105,26 @@ def cmd_demo(args: argparse.Namespace) -> int:
     return 0
 
 
+def tui_app(args: argparse.Namespace):
+    """The terminal app for these arguments (the tests drive it headless)."""
+    from pathlib import Path
+
+    from . import config
+
+    cfg = config.build(config.TrainConfig, flags(args), args.config)
+    from tui.app import MlxDpoApp
+
+    return MlxDpoApp(cfg, root=Path(args.root).expanduser())
+
+
+def cmd_tui(args: argparse.Namespace) -> int:
+    root = args.root
+    if not os.path.isdir(root):
+        raise UserError("folder not found", file=root, field="--root")
+    tui_app(args).run()
+    return 0
+
+
 def _command(sub: argparse._SubParsersAction, name: str, help: str, func: Callable, cls: Optional[type]) -> Parser:
     from . import config
 
@@ -144,6 +164,9 @@ def build_parser() -> Parser:
                     cmd_demo, None)
     demo.add_argument("--out", default="demo_run", help="Folder for the demo's model, data and adapters.")
     demo.add_argument("--quick", action="store_true", help="A smaller, faster run (for tests).")
+    tui = _command(sub, "tui", "The terminal app: pick data, configure, train with live plots, chat, label.",
+                   cmd_tui, config.TrainConfig)
+    tui.add_argument("--root", default=".", help="Folder the file tree and the Runs tab start from.")
     return parser
 
 

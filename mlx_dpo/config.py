@@ -335,3 +335,38 @@ def validate(config: Any, source: Optional[str] = None) -> None:
 
 def to_dict(config: Any) -> dict:
     return dataclasses.asdict(config)
+
+
+def changed_fields(config: Any) -> dict[str, Any]:
+    """Fields that differ from their defaults: what to run on and where to write first, then the rest."""
+    changed = {f.name: getattr(config, f.name) for f in dataclasses.fields(config)
+               if f.default is dataclasses.MISSING or getattr(config, f.name) != f.default}
+    first = [k for k in ("model", "data", "adapter_path") if k in changed]
+    return {k: changed[k] for k in first + [k for k in changed if k not in first]}
+
+
+def _flag_value(value: Any) -> str:
+    if value is None:
+        return "none"
+    if isinstance(value, list):
+        return ",".join(value)
+    if isinstance(value, dict):
+        return ",".join(f"{k}={v}" for k, v in value.items())
+    return str(value)
+
+
+def to_flags(config: Any) -> list[str]:
+    """CLI arguments that rebuild `config` (flags > defaults); `build` on them gives it back."""
+    args: list[str] = []
+    for name, value in changed_fields(config).items():
+        flag = "--" + name.replace("_", "-")
+        if isinstance(value, bool):
+            args.append(flag if value else "--no-" + flag[2:])
+        else:
+            args += [flag, _flag_value(value)]
+    return args
+
+
+def to_yaml(config: Any) -> str:
+    """The settings that differ from the defaults, as a `--config` file."""
+    return yaml.safe_dump(changed_fields(config), sort_keys=False)

@@ -38,6 +38,7 @@ def check_split(split: Split, tokenizer: Any, cfg: DataConfig) -> dict:
         "pairs": len(split.pairs),
         "identical_skipped": split.identical_skipped,
         "errors": split.errors,
+        "pair_lengths": [t.length for t in raw],  # before truncation: what --max-length will cut
         "lengths": {k: length_stats([len(getattr(t, f"{k}_ids")) for t in raw]) for k in ("prompt", "chosen", "rejected")},
         "report": report,
         "first": (split.pairs[0], kept[0]) if split.pairs and kept else None,

@@ -145,3 +145,12 @@ def describe(settings: dict) -> str:
         flags.append(f"--max-length {settings['max_length']}")
     return " ".join(flags)
 
+
+
+def estimate_for_settings(model_config: dict, cfg: Any) -> float:
+    """Peak bytes of a run with these settings on a model known only by its config.json (nothing loaded)."""
+    quantization = model_config.get("quantization") or {}
+    bits = cfg.quantize or quantization.get("bits")
+    group = cfg.q_group_size if cfg.quantize else quantization.get("group_size", 64)
+    shape = shape_of_config(model_config, bits, cfg.lora_rank, cfg.num_layers, group)
+    return peak_bytes(shape, cfg.batch_size, cfg.max_length, cfg.grad_checkpoint, cfg.grad_accumulation_steps)
