@@ -20,6 +20,9 @@ from ..widgets.model_picker import ModelPicker
 from ..widgets.runs_pane import RunsPane
 from ..widgets.train_pane import TrainPane
 
+# Where the cursor goes when a tab is opened.
+FOCUS = {"data": "#data-tree", "config": "#cfg-model", "train": "#train-start", "chat": "#chat-input",
+         "label": "#label-typed", "runs": "#runs-table"}
 TABS = (("data", "Data"), ("config", "Model & config"), ("train", "Train"), ("chat", "Chat"), ("label", "Label"),
         ("runs", "Runs"))
 
@@ -56,8 +59,9 @@ class MainScreen(Screen):
     def show_tab(self, tab: str) -> None:
         self.query_one(TabbedContent).active = tab
         # Focus follows: a focused widget left behind in a hidden pane would switch the tabs back.
-        pane = self.query_one(f"TabPane#{tab}")
-        target = next((w for w in pane.query("*") if w.focusable), None)
+        target = self.query_one(FOCUS[tab])
+        if not target.focusable:  # e.g. a disabled Start button while a run is going
+            target = next((w for w in self.query_one(f"TabPane#{tab}").query("*") if w.focusable), None)
         if target is not None:
             target.focus()
 
@@ -68,9 +72,11 @@ class MainScreen(Screen):
 
     def on_config_changed(self, message: ConfigChanged) -> None:
         self.app.train_config = message.config
-        model = self.query_one(ConfigPane).form_values().get("model")
+        form = self.query_one(ConfigPane).form_values()
+        adapter = form.get("adapter_path")
+        trained = adapter if adapter and (Path(adapter) / "adapters.safetensors").is_file() else None
         for picker in self.query(ModelPicker):
-            picker.suggest(model)
+            picker.suggest(form.get("model"), trained)
 
     def on_train_exited(self, message: TrainExited) -> None:
         folder = Path(message.adapter_path)

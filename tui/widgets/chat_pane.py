@@ -124,6 +124,8 @@ class ChatPane(Vertical):
             return
         await self.turn.box(message.slot).finish(message.text, message.error)
         self.pending.discard(message.slot)
+        if not message.error:
+            self.query_one(ModelPicker).mark_loaded()
         # the conversation continues from the tuned answer when both are shown
         if not self.pending and not message.error:
             kept = self.turn.box("tuned" if "tuned" in self.turn.slots else self.turn.slots[0]).text

@@ -25,7 +25,7 @@ def _has_splits(folder: Path) -> bool:
 
 
 class DataPane(Vertical):
-    BINDINGS = [Binding("ctrl+r", "recheck", "Check again")]
+    BINDINGS = [Binding("ctrl+r", "recheck", "Recheck")]
     def __init__(self, root: Path, **kwargs) -> None:
         super().__init__(**kwargs)
         self.root = root

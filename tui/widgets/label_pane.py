@@ -144,6 +144,8 @@ class LabelPane(Vertical):
             return
         await self.query_one(f"#label-{message.slot}", AnswerBox).finish(message.text, message.error)
         self.texts[message.slot] = None if message.error else message.text
+        if not message.error:
+            self.query_one(ModelPicker).mark_loaded()
         if all(slot in self.texts and self.texts[slot] is not None for slot in SAMPLERS):
             self.query_one("#label-pick-a", Button).focus()
 

@@ -37,6 +37,9 @@ class MetricPlot(PlotextPlot):
         plt.clear_data()
         plt.clear_figure()
         plt.title(self.title)
+        last = max((xs[-1] for xs, _ in self.series.values() if xs), default=0)
+        if last >= 4:  # whole steps on the axis, not 10.8 / 20.5
+            plt.xticks(sorted({max(1, round(last * i / 4)) for i in range(5)}))
         for color, (name, (xs, ys)) in zip(COLORS, self.series.items()):
             if xs:
                 # a lone point is drawn as a marker so the first step is visible

@@ -30,7 +30,7 @@ class ModelPicker(Horizontal):
         yield Input(placeholder="adapter folder (empty: base only)", id=f"{self.prefix}-adapter",
                     classes="picker-adapter", compact=True)
         yield Button("Load", id=f"{self.prefix}-load", classes="picker-load", compact=True)
-        yield Static("not loaded", id=f"{self.prefix}-state", classes="picker-state")
+        yield Static("loads on first use", id=f"{self.prefix}-state", classes="picker-state")
 
     @property
     def model(self) -> str:
@@ -62,8 +62,11 @@ class ModelPicker(Horizontal):
             self.set_state(f"[b red]{escape(message.error)}[/]")
             return
         self.ready = (message.model, message.adapter)
-        self.set_state("[green]base + adapter[/]" if message.adapter else "[green]base model[/]")
+        self.mark_loaded()
         self.post_message(self.Loaded(self))
+
+    def mark_loaded(self) -> None:
+        self.set_state("[green]base + adapter[/]" if self.adapter else "[green]base model[/]")
 
     def set_state(self, text: str) -> None:
         self.query_one(f"#{self.prefix}-state", Static).update(text)

@@ -15,6 +15,8 @@ def readable(value: str | list) -> str:
     """A message list as "role: text" turns; plain text as is."""
     if isinstance(value, str):
         return value
+    if len(value) == 1 and isinstance(value[0], dict):  # a single answer turn: its role says nothing
+        return str(value[0].get("content", ""))
     return " | ".join(f"{m.get('role', '?')}: {m.get('content', '')}" for m in value if isinstance(m, dict))
 
 

@@ -26,6 +26,10 @@ PLOTS = (("plot-loss", "loss", "loss"), ("plot-margin", "reward margin", "reward
          ("plot-acc", "reward accuracy", "rewards/accuracies"))
 
 
+def _memory(gb: float) -> str:
+    return f"{gb:.2f} GB" if gb >= 0.1 else f"{gb * 1000:.0f} MB"
+
+
 def _clock(seconds: float) -> str:
     seconds = int(max(0, seconds))
     return f"{seconds // 3600}:{seconds % 3600 // 60:02d}:{seconds % 60:02d}"
@@ -165,7 +169,7 @@ class TrainPane(Vertical):
         kind = event.get("event")
         self.plot(event)
         if kind == "memory":
-            log.write(f"estimated peak memory {event['estimated_peak_gb']:.2f} GB")
+            log.write(f"estimated peak memory {_memory(event['estimated_peak_gb'])}")
         elif kind == "reference":
             self.set_status(f"Reference log-probs ({event['split']}): batch {event['batch']}/{event['batches']}")
         elif kind == "start":
@@ -177,8 +181,8 @@ class TrainPane(Vertical):
             done = event["step"] - self.first_step
             eta = event["elapsed_s"] / done * (event["total_steps"] - event["step"]) if done else 0
             self.query_one("#train-stats", Static).update(
-                f"step {event['step']}/{event['total_steps']} · epoch {event['epoch']} · ETA {_clock(eta)} · "
-                f"{event['tokens_per_second']:.0f} tok/s · peak {event['peak_memory_gb']:.2f} GB")
+                f"step {event['step']}/{event['total_steps']} · ETA {_clock(eta)} · "
+                f"{event['tokens_per_second']:.0f} tok/s · peak {_memory(event['peak_memory_gb'])} · epoch {event['epoch']}")
             log.write(f"step {event['step']}: loss {event['loss']:.4f}  margin {event['rewards/margins']:.3f}  "
                       f"acc {event['rewards/accuracies']:.2f}")
         elif kind == "eval":
