@@ -131,5 +131,7 @@ def run_demo(folder: str | Path = "demo_run", quick: bool = False, out: Optional
     _answers(base, str(adapter), out)
     out.write(f"\nAdapters saved to {adapter}\n"
               f"  chat with it:   python -m mlx_dpo chat --model {base} --adapter-path {adapter} --compare\n"
-              f"  evaluate it:    python -m mlx_dpo eval --model {base} --adapter-path {adapter}\n")
+              f"  evaluate it:    python -m mlx_dpo eval --model {base} --adapter-path {adapter}\n"
+              f"  open it in the terminal app (Chat tab: base and tuned side by side; Runs tab: its curves):\n"
+              f"                  python -m mlx_dpo tui --model {base} --adapter-path {adapter} --data {prefs}\n")
     return {"before": _accuracy(before), "after": _accuracy(after), "base_model": base, "adapter_path": str(adapter)}

@@ -88,3 +88,17 @@ def test_bad_flags_are_one_line_exit_2(capsys, argv, message, tmp_path, monkeypa
     err = capsys.readouterr().err.strip()
     assert len(err.splitlines()) == 1
     assert err.startswith(message)
+
+
+def test_flags_and_yaml_rebuild_the_config(tmp_path):
+    cfg = config.build(config.TrainConfig, {
+        "model": "m", "data": "d.jsonl", "grad_checkpoint": True, "chat_template": False, "grad_clip": "none",
+        "lora_keys": "self_attn.q_proj,self_attn.v_proj", "columns": "prompt=q,chosen=a", "beta": 0.2,
+        "lora_alpha": 16, "quantize": 4})
+    args = build_parser().parse_args(["train", *config.to_flags(cfg)])
+    assert config.build(config.TrainConfig, flags(args), None) == cfg
+    path = tmp_path / "run.yaml"
+    path.write_text(config.to_yaml(cfg))
+    assert config.build(config.TrainConfig, None, str(path)) == cfg
+    assert config.to_flags(config.TrainConfig()) == [] and config.to_yaml(config.TrainConfig()) == "{}\n"
+    assert config.to_flags(cfg)[:4] == ["--model", "m", "--data", "d.jsonl"]

@@ -47,6 +47,8 @@ def offline(cmd: str, model: str) -> tuple[list[str], str]:
     elif sub == "chat":
         argv += ["--max-tokens", "4"]
         stdin = "How do I make tea?\n/quit\n"
+    elif sub == "tui":  # no terminal here: the same arguments, headless, every tab visited
+        argv = [sys.executable, str(ROOT / "tests" / "tui_smoke.py"), *argv[3:]]
     elif argv[0] == "mlx.launch":
         at = argv.index("python")
         argv = [str(Path(sys.executable).parent / "mlx.launch"), *argv[1:at], sys.executable, *argv[at + 1:],
@@ -74,6 +76,12 @@ def test_every_readme_command_runs(tiny_model, tmp_path):
         argv, stdin = offline(cmd, str(tiny_model))
         proc = subprocess.run(argv, cwd=work, input=stdin, capture_output=True, text=True, env=env, timeout=600)
         assert proc.returncode == 0, f"{cmd}\n{proc.stderr[-2000:]}"
+        if argv[3:4] == ["demo"]:  # the demo's last line opens its result in the app: that command works too
+            line = next(line for line in proc.stdout.splitlines() if "python -m mlx_dpo tui" in line)
+            app_args = shlex.split(line.split("python -m mlx_dpo", 1)[1])
+            smoke = subprocess.run([sys.executable, str(ROOT / "tests" / "tui_smoke.py"), *app_args], cwd=work,
+                                   capture_output=True, text=True, env=env, timeout=120)
+            assert smoke.returncode == 0 and "settings valid: True" in smoke.stdout, smoke.stderr[-2000:]
         if "--resume" in argv:
             from mlx_dpo.checkpoint import find_checkpoint
 
@@ -91,8 +99,7 @@ def test_every_readme_command_runs(tiny_model, tmp_path):
                                           ("mac-16gb-llama3.2-3b.yaml", "llama3.2-3b"),
                                           ("mac-32gb-llama3.1-8b.yaml", "llama3.1-8b")])
 def test_example_configs_state_their_estimated_memory(config, arch):
-    sys.path.insert(0, str(ROOT / "benchmarks"))
-    from models import ARCHS
+    from mlx_dpo.known_models import ARCHS
 
     from mlx_dpo.memory import GB, peak_bytes, shape_of_config
 
