@@ -374,3 +374,50 @@ def test_runs_are_found_with_their_status(tmp_path, tiny_adapter):
     runs = {r.path.name: r for r in find_runs(tmp_path)}
     assert runs["done"].status == "finished" and runs["done"].step == 3
     assert runs["b"].status == "stopped" and runs["b"].resumable
+
+
+def test_runs_tab_resumes_a_stopped_run(tmp_path, tiny_adapter):
+    import shutil
+
+    folder = tmp_path / "stopped"
+    shutil.copytree(tiny_adapter, folder)
+    lines = (folder / "metrics.jsonl").read_text().splitlines()
+    (folder / "metrics.jsonl").write_text("\n".join(l for l in lines if '"done"' not in l) + "\n")
+
+    async def go():
+        app = make_app(tmp_path)
+        async with app.run_test(size=SIZE) as pilot:
+            await pilot.press("f6")
+            await pilot.pause()
+            runs = app.screen.query_one(RunsPane)
+            assert [r.status for r in runs.runs] == ["stopped"]
+            await pilot.click("#runs-resume")
+            await pilot.pause()
+            pane = app.screen.query_one(TrainPane)
+            assert app.screen.query_one("TabbedContent").active == "train"
+            # the run's own length (3 steps) comes back with it, so it completes where it stopped
+            assert app.train_config.iters == 3 and app.train_config.model == runs.runs[0].config["model"]
+            await wait_for(pilot, lambda: pane.process is None and not pane.running, 120, "the resumed run")
+            assert "Training finished" in static_text(app, "#train-status")
+            assert app.screen.query_one("#plot-loss", MetricPlot).points("train") == 3  # replayed from disk
+            assert '"event": "done"' in (folder / "metrics.jsonl").read_text()
+        assert (tmp_path / "home" / "recent_models.json").is_file()
+
+    run(go())
+
+
+def test_quitting_during_a_run_stops_it_with_a_checkpoint(tmp_path, tiny_model, pref_data):
+    async def go():
+        app = make_app(tmp_path, **train_settings(tmp_path, tiny_model, pref_data, iters=100000, save_every=100000))
+        async with app.run_test(size=SIZE) as pilot:
+            await pilot.press("f3")
+            await pilot.click("#train-start")
+            await wait_for(pilot, lambda: app.screen.query_one("#plot-loss", MetricPlot).points("train"), 120,
+                           "a step")
+            await pilot.press("ctrl+q")
+            await pilot.pause()
+            await pilot.click("#choice-stop")
+            await wait_for(pilot, lambda: not app.is_running, 60, "the app to quit")
+        assert find_checkpoint(tmp_path / "run")["step"] >= 1
+
+    run(go())

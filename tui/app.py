@@ -59,9 +59,10 @@ class MlxDpoApp(App):
 
         return self.main.query_one(TrainPane)
 
+    def remember_model(self, model: str) -> None:
+        remember(self.home, model)
+
     def start_training(self, resume: bool = False) -> None:
-        if self.train_config is not None and self.train_config.model:
-            remember(self.home, self.train_config.model)
         self.action_show_tab("train")
         self.train_pane().start(resume=resume)
 

@@ -20,6 +20,8 @@ from ..widgets.model_picker import ModelPicker
 from ..widgets.runs_pane import RunsPane
 from ..widgets.train_pane import TrainPane
 
+LAUNCH_ONLY = ("progress", "resume", "resume_from", "overwrite", "force")
+
 # Where the cursor goes when a tab is opened.
 FOCUS = {"data": "#data-tree", "config": "#cfg-model", "train": "#train-start", "chat": "#chat-input",
          "label": "#label-typed", "runs": "#runs-table"}
@@ -87,15 +89,15 @@ class MainScreen(Screen):
         self.app.training_ended()
 
     def on_run_requested(self, message: RunRequested) -> None:
-        names = {f.name for f in dataclasses.fields(TrainConfig)}
-        values = {k: v for k, v in message.config.items() if k in names and k not in TrainConfig.RESUMABLE_CHANGES}
-        values.update(model=message.config.get("model", ""), data=message.config.get("data", ""),
-                      adapter_path=str(message.folder))
+        # The run's own settings (its length included), minus how the last process was launched.
+        names = {f.name for f in dataclasses.fields(TrainConfig)} - set(LAUNCH_ONLY)
+        values = {k: v for k, v in message.config.items() if k in names}
+        values["adapter_path"] = str(message.folder)
         pane = self.query_one(ConfigPane)
         pane.set_values(values)
-        self.show_tab("train")
-        if pane.config is not None:
+        if pane.config is not None:  # started first, so the tab opens with Stop (not a disabled Start) focused
             self.query_one(TrainPane).start(resume=True, cfg=pane.config)
+        self.show_tab("train")
 
     def on_runs_pane_chat_requested(self, message: RunsPane.ChatRequested) -> None:
         picker = self.query_one("#chat-picker", ModelPicker)

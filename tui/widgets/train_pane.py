@@ -96,6 +96,7 @@ class TrainPane(Vertical):
         self.set_status("Starting: loading data and model …")
         self.query_one("#train-progress", ProgressBar).update(total=None, progress=0)
         self.set_running(True)
+        self.app.remember_model(cfg.model)  # offered again in the model field next time
         self.process = LineProcess(argv, cwd=str(self.cwd) if self.cwd else None)
         self.run_worker(self.watch_process(self.process, cfg.adapter_path), exclusive=True, group="train")
 
@@ -146,9 +147,16 @@ class TrainPane(Vertical):
         self.stop()
 
     def set_running(self, running: bool) -> None:
-        self.query_one("#train-start", Button).disabled = running
-        self.query_one("#train-resume", Button).disabled = running
-        self.query_one("#train-stop", Button).disabled = not running
+        start, resume, stop = (self.query_one(f"#train-{name}", Button) for name in ("start", "resume", "stop"))
+        focused = self.app.focused
+        start.disabled = resume.disabled = running
+        stop.disabled = not running
+        # Hand focus over ourselves: if a disabled button's focus goes wherever Textual puts it,
+        # it can land in another tab and switch the tabs.
+        if running and focused in (start, resume):
+            stop.focus()
+        elif not running and focused is stop:
+            start.focus()
 
     def set_status(self, text: str) -> None:
         self.query_one("#train-status", Static).update(text)
