@@ -9,7 +9,7 @@ from typing import Optional
 from rich.markup import escape
 from textual import on
 from textual.app import ComposeResult
-from textual.containers import Horizontal, Vertical
+from textual.containers import Horizontal, Vertical, VerticalScroll
 from textual.message import Message
 from textual.widgets import Button, DataTable, Input, RichLog, Static
 
@@ -43,7 +43,8 @@ class RunsPane(Vertical):
             yield Button("Refresh", id="runs-refresh", compact=True)
         yield DataTable(id="runs-table", cursor_type="row", zebra_stripes=True)
         with Horizontal(id="runs-body"):
-            yield Static("Select a run.", id="runs-detail")
+            with VerticalScroll(id="runs-detail-box"):
+                yield Static("Select a run.", id="runs-detail")
             yield RichLog(id="runs-log", markup=True, wrap=True)
         with Horizontal(id="runs-buttons"):
             yield Button("Resume", id="runs-resume", variant="primary", compact=True)
