@@ -52,7 +52,8 @@ class TrainPane(Vertical):
             yield Button("Resume", id="train-resume", variant="primary", compact=True)
             yield Static("Ready. Settings come from the Model & config tab.", id="train-status")
         with Horizontal(id="train-progress-row"):
-            yield ProgressBar(total=None, show_eta=False, id="train-progress")
+            # Determinate when idle: an indeterminate bar animates, and keeps an idle app busy redrawing.
+            yield ProgressBar(total=1, show_eta=False, id="train-progress")
             yield Static("", id="train-stats")
         with Grid(id="train-plots"):
             for wid, title, _ in PLOTS:
@@ -210,6 +211,9 @@ class TrainPane(Vertical):
 
     def on_train_exited(self, message: TrainExited) -> None:
         self.process = None
+        bar = self.query_one("#train-progress", ProgressBar)
+        if bar.total is None:  # it died before its first step
+            bar.update(total=1, progress=0)
         self.set_running(False)
         severity, text = explain_exit(message.returncode, message.stderr_tail)
         color = {"ok": "green", "stopped": "yellow"}.get(severity, "red")
