@@ -1,8 +1,9 @@
 """Snapshots of the main tabs (pytest-textual-snapshot). After a deliberate UI change, review and accept with
 `python -m pytest tests/test_tui_snapshots.py --snapshot-update`.
 
-Everything shown is fixed: paths are relative to the repo, the memory to compare with is given, and the
-Train tab is fed a fixed sequence of events.
+Everything shown is fixed: paths are relative to the repo, the memory to compare with is given, the
+Train tab is fed a fixed sequence of events, and cursors do not blink (a slow machine would otherwise
+catch a focused input's cursor in its off half-second).
 """
 
 from __future__ import annotations
@@ -40,12 +41,21 @@ async def settle(pilot, condition, timeout: float = 30) -> None:
     await pilot.pause()
 
 
+async def steady(pilot, *keys: str) -> None:
+    """Press `keys`, then stop every cursor blinking."""
+    await pilot.press(*keys)
+    for widget in pilot.app.screen.query("Input, TextArea"):
+        widget.cursor_blink = False
+    await pilot.pause()
+
+
 @pytest.mark.parametrize("size", SIZES, ids=lambda s: f"{s[0]}x{s[1]}")
 def test_data_tab(snap_compare, size):
     async def pick(pilot):
         pane = pilot.app.screen.query_one("DataPane")
         pane.choose("examples/data/conversational.jsonl")
         await settle(pilot, lambda: pilot.app.screen.query_one("PairTable").row_count > 0)
+        await steady(pilot)
 
     assert snap_compare(app(), terminal_size=size, run_before=pick)
 
@@ -53,7 +63,7 @@ def test_data_tab(snap_compare, size):
 @pytest.mark.parametrize("size", SIZES, ids=lambda s: f"{s[0]}x{s[1]}")
 def test_config_tab(snap_compare, size):
     settings = dict(PRESETS["16 GB"], data="examples/data/conversational.jsonl", adapter_path="runs/llama3b-dpo")
-    assert snap_compare(app(**settings), terminal_size=size, press=["f2"])
+    assert snap_compare(app(**settings), terminal_size=size, run_before=lambda pilot: steady(pilot, "f2"))
 
 
 def events() -> list[dict]:
@@ -80,6 +90,7 @@ def test_train_tab_with_a_run_in_progress(snap_compare, size):
         for event in events():
             pane.post_message(TrainEvent(event))
         await settle(pilot, lambda: pilot.app.screen.query_one("#plot-loss").points("train") == 8)
+        await steady(pilot)
 
     assert snap_compare(app(), terminal_size=size, run_before=feed)
 
@@ -88,4 +99,4 @@ def test_train_tab_with_a_run_in_progress(snap_compare, size):
 def test_other_tabs(snap_compare, tab):
     keys = {"chat": "f4", "label": "f5", "runs": "f6"}
     assert snap_compare(app(model="mlx-community/Qwen2.5-0.5B-Instruct-4bit"), terminal_size=(120, 40),
-                        press=[keys[tab]])
+                        run_before=lambda pilot: steady(pilot, keys[tab]))
