@@ -37,7 +37,7 @@ from mlx_dpo.batching import collate  # noqa: E402
 from mlx_dpo.config import TrainConfig  # noqa: E402
 from mlx_dpo.logps import chunked_logp, token_logps  # noqa: E402
 from mlx_dpo.model import attach_lora, lora_parameters  # noqa: E402
-from mlx_dpo.trainer import Trainer  # noqa: E402
+from mlx_dpo.trainer import Trainer, grad_checkpointing  # noqa: E402
 
 BETA = 0.1
 
@@ -49,10 +49,12 @@ def policy_model(arch: str):
     return model
 
 
-def release(*objs) -> None:
-    del objs
+def released() -> float:
+    """GB still held after the last configuration's objects are dropped: must be ~0, or its
+    leftovers would count in the next configuration's peak."""
     gc.collect()
     mx.clear_cache()
+    return mx.get_active_memory() / 1e9
 
 
 # --- the naive baseline, written the way peers write it ----------------------
@@ -91,10 +93,6 @@ def our_step_fn(model, pairs, batch, cached: bool, grad_checkpoint: bool, out: P
                       grad_checkpoint=grad_checkpoint)
     trainer = Trainer(model, cfg, pad_id=0, out=out, emit=lambda e: None)
     trainer.optimizer = optim.AdamW(learning_rate=1e-5)
-    if grad_checkpoint:
-        from mlx_dpo.trainer import enable_grad_checkpoint
-
-        enable_grad_checkpoint(model)
     trainer.use_reference(len(pairs), 0)
     if cached:
         trainer.ref_train(batch)
@@ -102,16 +100,18 @@ def our_step_fn(model, pairs, batch, cached: bool, grad_checkpoint: bool, out: P
     def step():
         if not cached:
             trainer.use_reference(len(pairs), 0)  # a fresh cache: the first epoch scores the reference
-        metrics, grads = trainer.step_batch(batch)
-        trainer.update(grads, metrics, 1)
+        with grad_checkpointing(model, grad_checkpoint):
+            metrics, grads = trainer.step_batch(batch)
+            trainer.update(grads, metrics, 1)
     return step
 
 
-def measure(name: str, step, steps: int) -> tuple[float, float]:
-    """(median seconds per step, peak GB) over one warm-up and `steps` timed steps."""
+def measure(name: str, step, steps: int, warmup: int = 1) -> tuple[float, float]:
+    """(median seconds per step, peak GB) over `warmup` untimed and `steps` timed steps."""
     mx.clear_cache()
     mx.reset_peak_memory()
-    step()
+    for _ in range(warmup):
+        step()
     times = []
     for _ in range(steps):
         tic = time.perf_counter()
@@ -122,17 +122,18 @@ def measure(name: str, step, steps: int) -> tuple[float, float]:
 
 
 def matmul_peak(cfg: dict, tokens: int) -> float:
-    """Best FLOP/s of a 4-bit matmul at the model's own layer shapes."""
+    """Best FLOP/s of a 4-bit matmul at the model's own layer shapes, both ways round: x @ W.T is the
+    forward's product, x @ W the backward's, and a backend may be much faster at one of them."""
     h, i = cfg["hidden_size"], cfg["intermediate_size"]
     best = 0.0
     for out_dim in (h, i):
-        layer = nn.QuantizedLinear(h, out_dim, bias=False, group_size=64, bits=4)
-        x = mx.random.normal((tokens, h)).astype(mx.float16)
-        mx.eval(layer.parameters(), x)
-        for _ in range(3):
-            tic = time.perf_counter()
-            mx.eval(layer(x))
-            best = max(best, 2 * tokens * h * out_dim / (time.perf_counter() - tic))
+        w, scales, biases = mx.quantize(mx.random.normal((out_dim, h)), group_size=64, bits=4)
+        for transpose, x in ((True, mx.random.normal((tokens, h))), (False, mx.random.normal((tokens, out_dim)))):
+            mx.eval(w, scales, biases, x)
+            for _ in range(3):
+                tic = time.perf_counter()
+                mx.eval(mx.quantized_matmul(x, w, scales, biases, transpose=transpose, group_size=64, bits=4))
+                best = max(best, 2 * tokens * h * out_dim / (time.perf_counter() - tic))
     return best
 
 
@@ -172,6 +173,8 @@ def main() -> None:
     ap.add_argument("--length", type=int, default=None, help="tokens per sequence, a quarter of them prompt "
                     "(default 256; 128 with --quick)")
     ap.add_argument("--steps", type=int, default=None, help="timed steps per configuration (default 2; 1 with --quick)")
+    ap.add_argument("--warmup", type=int, default=1, help="untimed steps per configuration first (0 is fair on a "
+                    "CPU, where nothing is compiled; the peak then comes from the timed steps)")
     ap.add_argument("--head-hidden", type=int, default=None,
                     help="hidden size for the head-peak probe (default: the model's; the peak is set by vocab x chunk)")
     ap.add_argument("--json", default=None)
@@ -187,15 +190,16 @@ def main() -> None:
 
     peak_flops = matmul_peak(cfg, tokens)
     rows = {}
-    policy, reference = policy_model(arch), policy_model(arch)
-    rows["naive"] = measure("naive", naive_step_fn(policy, reference, batch), args.steps) + (1.0, 1.0)
-    release(policy, reference)
+    idle = released()
+    rows["naive"] = measure("naive", naive_step_fn(policy_model(arch), policy_model(arch), batch),
+                            args.steps, args.warmup) + (1.0, 1.0)
     with tempfile.TemporaryDirectory() as out:
         for name, cached, ckpt in (("first", False, False), ("cached", True, False), ("ckpt", True, True)):
-            model = policy_model(arch)
-            rows[name] = measure(name, our_step_fn(model, pairs, batch, cached, ckpt, Path(out)), args.steps) + (
-                scored, 0.0 if cached else 1.0)
-            release(model)
+            leftover = released() - idle
+            assert leftover < 0.01, f"{leftover:.3f} GB of the previous configuration still alive"
+            step = our_step_fn(policy_model(arch), pairs, batch, cached, ckpt, Path(out))
+            rows[name] = measure(name, step, args.steps, args.warmup) + (scored, 0.0 if cached else 1.0)
+            del step
     head_hidden = args.head_hidden or (64 if args.quick else ARCHS["qwen2.5-0.5b"]["hidden_size"])
     head_chunked, head_full = head_peak_gb(1024, 151936, head_hidden)
 
@@ -215,7 +219,8 @@ def main() -> None:
     print(f"log-prob head, 2x512 scored tokens, vocab 151,936 (hidden {head_hidden}): chunked {head_chunked:.3f} GB, "
           f"full logits {head_full:.3f} GB")
     report = {
-        "arch": arch, "pairs": args.pairs, "length": args.length, "device": str(mx.default_device()),
+        "arch": arch, "pairs": args.pairs, "length": args.length, "steps": args.steps, "warmup": args.warmup,
+        "device": str(mx.default_device()), "mlx": mx.__version__,
         "matmul_peak_gflops": peak_flops / 1e9, "configs": table,
         "memory_ratio": table["cached"]["memory_ratio"],
         "memory_ratio_first_epoch": table["first"]["memory_ratio"],

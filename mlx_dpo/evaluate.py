@@ -17,9 +17,9 @@ from .tokenize import TokenizedPair
 
 def batch_loss(model: nn.Module, batch: Batch, scorer: LogpScorer, ref_chosen: Optional[mx.array],
                ref_rejected: Optional[mx.array], cfg: LossConfig,
-               bco_delta: float | mx.array = 0.0) -> tuple[mx.array, dict[str, mx.array]]:
-    """Loss and metrics of one stacked batch; what the trainer differentiates."""
-    sums, counts = scorer(model, batch)
+               bco_delta: float | mx.array = 0.0, grad: bool = True) -> tuple[mx.array, dict[str, mx.array]]:
+    """Loss and metrics of one stacked batch; what the trainer differentiates (`grad=False`: evaluation only)."""
+    sums, counts = scorer(model, batch, grad)
     pc, pr = split_pairs(sums)
     lc, lr = split_pairs(counts)
     return preference_loss(pc, pr, ref_chosen, ref_rejected, lc, lr, cfg, bco_delta)
@@ -39,7 +39,7 @@ def evaluate_pairs(model: nn.Module, pairs: Sequence[TokenizedPair], ref: Option
             if max_batches != -1 and i >= max_batches:
                 break
             rc, rr = ref(batch) if ref is not None else (None, None)
-            _, metrics = batch_loss(model, batch, scorer, rc, rr, cfg)
+            _, metrics = batch_loss(model, batch, scorer, rc, rr, cfg, grad=False)
             mx.eval(metrics)
             for k, v in metrics.items():
                 totals[k] = totals.get(k, 0.0) + v.item() * batch.pairs

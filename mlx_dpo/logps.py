@@ -7,7 +7,8 @@ scores both.
 The fused head never materializes batch x length x vocabulary logits: it
 takes the final hidden states of the scored positions only and computes
 log p(target) = logit(target) - logsumexp(logits) a chunk of positions at a
-time, with its own gradient that recomputes each chunk's logits. Chunks are
+time; under training it also prepares each chunk's gradient while the
+chunk's logits exist, so the backward never recomputes them. Chunks are
 chained with `mx.depends`: MLX evaluates lazily, and unchained chunks could
 all be alive at once. Models whose forward is not "body, then a linear head"
 fall back to full logits.
@@ -19,6 +20,7 @@ from typing import Any, Callable, Optional
 
 import mlx.core as mx
 import mlx.nn as nn
+from mlx.utils import tree_flatten
 
 # Elements of one chunk's float32 logits: about 16 MB, whatever the vocabulary.
 CHUNK_ELEMENTS = 4_000_000
@@ -32,38 +34,51 @@ def token_logps(logits: mx.array, targets: mx.array) -> mx.array:
 
 
 def chunked_logp(head: Callable[[mx.array], mx.array], hidden: mx.array, targets: mx.array,
-                 chunk: int) -> mx.array:
-    """log p(targets) for (N, H) hidden states through `head`, `chunk` rows at a time."""
+                 chunk: int, grad: bool = True) -> mx.array:
+    """log p(targets) for (N, H) hidden states through `head`, `chunk` rows at a time.
+
+    With `grad`, each chunk's gradient with respect to its hidden states is computed in the
+    forward, while that chunk's logits are at hand, for a unit cotangent; the backward only
+    scales it. That costs one product with the head's weight per chunk instead of two (a
+    backward that recomputed the logits), and the saved gradient is N x H, not N x vocabulary.
+    Gradients reach the hidden states only: the head's own weights must be frozen.
+    """
 
     def logits_of(x: mx.array) -> mx.array:
         return head(x).astype(mx.float32)
 
-    @mx.custom_function
-    def fused(h: mx.array, t: mx.array) -> mx.array:
+    if not grad:
         outs, prev = [], None
-        for s in range(0, h.shape[0], chunk):
-            hc = h[s:s + chunk] if prev is None else mx.depends(h[s:s + chunk], prev)
-            prev = token_logps(logits_of(hc), t[s:s + chunk])
+        for s in range(0, hidden.shape[0], chunk):
+            hc = hidden[s:s + chunk] if prev is None else mx.depends(hidden[s:s + chunk], prev)
+            prev = token_logps(logits_of(hc), targets[s:s + chunk])
             outs.append(prev)
         return mx.concatenate(outs)
 
-    @fused.vjp
-    def fused_vjp(primals, cotangent, _output):
-        h, t = primals
-        grads, prev = [], None
+    @mx.custom_function
+    def fused(h: mx.array, t: mx.array) -> tuple[mx.array, mx.array]:
+        outs, units, prev = [], [], None
         for s in range(0, h.shape[0], chunk):
-            hc = h[s:s + chunk] if prev is None else mx.depends(h[s:s + chunk], prev)
-            tc, gc = t[s:s + chunk], cotangent[s:s + chunk]
+            # Both results of a chunk gate the next one, so its logits are freed before the next's exist.
+            hc = h[s:s + chunk] if prev is None else mx.depends([h[s:s + chunk]], prev)[0]
+            tc = t[s:s + chunk, None]
+            logits = logits_of(hc)
+            lse = mx.logsumexp(logits, axis=-1, keepdims=True)
             # d log p(t) / d logits = onehot(t) - softmax(logits)
-            dlogits = -mx.softmax(logits_of(hc), axis=-1) * gc[:, None]
-            dlogits = mx.put_along_axis(dlogits, tc[:, None], mx.take_along_axis(dlogits, tc[:, None], -1)
-                                        + gc[:, None], axis=-1)
-            _, (dh,) = mx.vjp(logits_of, [hc], [dlogits])
-            prev = dh
-            grads.append(dh)
-        return mx.concatenate(grads).astype(h.dtype), mx.zeros_like(t)
+            dlogits = -mx.exp(logits - lse)
+            dlogits = mx.put_along_axis(dlogits, tc, mx.take_along_axis(dlogits, tc, -1) + 1, axis=-1)
+            _, (unit,) = mx.vjp(logits_of, [hc], [dlogits])
+            prev = [(mx.take_along_axis(logits, tc, -1) - lse).squeeze(-1), unit]
+            outs.append(prev[0])
+            units.append(unit)
+        return mx.concatenate(outs), mx.concatenate(units)
 
-    return fused(hidden, targets)
+    @fused.vjp
+    def fused_vjp(primals, cotangents, outputs):
+        h, t = primals
+        return (outputs[1] * cotangents[0][:, None]).astype(h.dtype), mx.zeros_like(t)
+
+    return fused(hidden, targets)[0]
 
 
 def split_model(model: nn.Module) -> Optional[tuple[Callable, Callable]]:
@@ -94,19 +109,35 @@ class LogpScorer:
     def _agrees(self, model: nn.Module) -> bool:
         probe = mx.array([[1, 2, 3, 4, 5, 6, 7, 8]]) % model.args.vocab_size
         body, head = self.parts
-        return bool(mx.allclose(head(body(probe)), model(probe), atol=1e-3, rtol=1e-3).item())
+        was_training = model.training
+        model.eval()  # with LoRA dropout on, two forwards differ: a resumed run fell back to full logits
+        try:
+            return bool(mx.allclose(head(body(probe)), model(probe), atol=1e-3, rtol=1e-3).item())
+        finally:
+            model.train(was_training)
 
-    def __call__(self, model: nn.Module, batch: Any) -> tuple[mx.array, mx.array]:
-        """(sum of completion-token log-probs, completion token count) per row of a stacked batch."""
-        if self.parts is None:
+    def __call__(self, model: nn.Module, batch: Any, grad: bool = True) -> tuple[mx.array, mx.array]:
+        """(sum of completion-token log-probs, completion token count) per row of a stacked batch.
+
+        `grad=False` where no gradient will be taken (reference, evaluation): the head then skips
+        preparing one.
+        """
+        if self.parts is None or (grad and not head_frozen(model)):
             return full_logits_logps(model, batch.tokens, batch.mask)
         body, head = self.parts
         hidden = body(batch.tokens[:, :-1])
         scored = mx.take(hidden.reshape(-1, hidden.shape[-1]), batch.score_index, axis=0)
         vocab = model.args.vocab_size
-        lp = chunked_logp(head, scored, batch.score_targets, max(8, CHUNK_ELEMENTS // vocab))
+        lp = chunked_logp(head, scored, batch.score_targets, max(8, CHUNK_ELEMENTS // vocab), grad)
         sums = mx.zeros((batch.tokens.shape[0],), dtype=mx.float32).at[batch.score_rows].add(lp)
         return sums, batch.counts
+
+
+def head_frozen(model: nn.Module) -> bool:
+    """Whether the output head trains: the fused head passes no gradient to its own weights."""
+    inner = model["model"]
+    head = model["lm_head"] if "lm_head" in model else inner.embed_tokens
+    return not tree_flatten(head.trainable_parameters())
 
 
 def full_logits_logps(model: nn.Module, tokens: mx.array, mask: mx.array) -> tuple[mx.array, mx.array]:

@@ -91,7 +91,7 @@ class ReferenceCache:
 
     def compute(self, batch: Batch) -> None:
         with reference_mode(self.model, self.start_weights):
-            sums, _ = self.scorer(self.model, batch)
+            sums, _ = self.scorer(self.model, batch, grad=False)
             sums = mx.stop_gradient(sums)
             mx.eval(sums)
         c, r = split_pairs(sums)

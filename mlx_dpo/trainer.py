@@ -11,13 +11,14 @@ uninterrupted one step for step.
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import json
 import math
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Callable, Optional, Sequence
+from typing import Callable, Iterator, Optional, Sequence
 
 import mlx.core as mx
 import mlx.nn as nn
@@ -97,10 +98,25 @@ def global_norm(grads: dict) -> mx.array:
     return mx.sqrt(sum((g.astype(mx.float32) ** 2).sum() for _, g in tree_flatten(grads)))
 
 
-def enable_grad_checkpoint(model: nn.Module) -> None:
+@contextlib.contextmanager
+def grad_checkpointing(model: nn.Module, enabled: bool = True) -> Iterator[None]:
+    """mlx-lm's per-block `mx.checkpoint`, undone on exit: it patches the block's class, which every
+    model of that architecture in the process shares (a later run, a chat, a test)."""
+    if not enabled:
+        yield
+        return
     from mlx_lm.tuner.trainer import grad_checkpoint
 
+    block = type(model.layers[0])
+    own = block.__dict__.get("__call__")
     grad_checkpoint(model.layers[0])
+    try:
+        yield
+    finally:
+        if own is None:
+            del block.__call__
+        else:
+            block.__call__ = own
 
 
 def never_stop() -> Optional[int]:
@@ -169,6 +185,10 @@ class Trainer:
         rc, rr = self.ref_train(batch) if self.ref_train else (None, None)
         delta = state.bco_sum / state.bco_count if state.bco_count else 0.0
         (_, metrics), grads = self.loss_and_grad(self.model, batch, self.scorer, rc, rr, cfg, delta)
+        # Evaluated here, on their own: evaluated later together with the clipping and the update, MLX
+        # schedules the graph so that far more of the forward is alive at once (measured: with
+        # --grad-checkpoint 40 MB per block instead of 14 at 512 tokens of Qwen2.5-0.5B).
+        mx.eval(grads, metrics)
         return metrics, grads
 
     def train(self, train: Sequence[TokenizedPair], valid: Sequence[TokenizedPair]) -> dict:
@@ -184,13 +204,16 @@ class Trainer:
         self.optimizer = optim.AdamW(learning_rate=lr_schedule(cfg, steps), weight_decay=cfg.weight_decay)
         if state.step:
             self.restore_optimizer()
-        if cfg.grad_checkpoint:
-            enable_grad_checkpoint(model)
         model.train()
-        lengths = [p.length for p in train]
         self.emit({"event": "start", "total_steps": steps, "step": state.step, "train_pairs": len(train),
                    "valid_pairs": len(valid),
                    "trainable_parameters": sum(v.size for _, v in tree_flatten(model.trainable_parameters()))})
+        with grad_checkpointing(model, cfg.grad_checkpoint):
+            return self._loop(train, valid, steps)
+
+    def _loop(self, train: Sequence[TokenizedPair], valid: Sequence[TokenizedPair], steps: int) -> dict:
+        cfg, state = self.cfg, self.state
+        lengths = [p.length for p in train]
         k = cfg.grad_accumulation_steps
         grads_acc, metrics_acc, micro, tokens = None, None, 0, 0
         started = tic = time.perf_counter()

@@ -70,7 +70,9 @@ def test_scorer_uses_the_fused_head_and_matches_full_logits(lora_model_and_batch
     flat0, flat1 = dict(tree_flatten(g0)), dict(tree_flatten(g1))
     assert flat0.keys() == flat1.keys() and flat0
     for k in flat0:
-        assert mx.allclose(flat1[k], flat0[k], atol=1e-5, rtol=1e-4).item(), k
+        # The fused head sums in another order: float32 rounding, relative to the gradient's scale.
+        scale = mx.abs(flat0[k]).max().item()
+        assert mx.abs(flat1[k] - flat0[k]).max().item() <= 1e-5 * scale, k
 
 
 def test_reference_cache_equals_a_fresh_reference_forward(lora_model_and_batch, tmp_path):
@@ -111,3 +113,49 @@ def test_resume_reuses_the_saved_reference(tiny_model, pref_data, tmp_path):
     events = []
     train(TrainConfig(iters=10, resume=True, **cfg), on_event=events.append)
     assert (out / "ref_logps_train.safetensors").stat().st_mtime_ns == stamp  # nothing new to score
+
+
+def test_a_trainable_head_still_gets_its_gradient(lora_model_and_batch):
+    """The fused head passes gradients to hidden states only, so a trainable head takes the plain way."""
+    model, batch, _, _ = lora_model_and_batch
+    model.unfreeze()
+    scorer = LogpScorer(model)
+
+    def grads(fn):
+        return dict(tree_flatten(nn.value_and_grad(model, lambda m: fn(m)[0].sum())(model)[1]))
+
+    g0 = grads(lambda m: full_logits_logps(m, batch.tokens, batch.mask))
+    g1 = grads(lambda m: scorer(m, batch))
+    assert mx.abs(g0["lm_head.weight"]).max().item() > 0
+    assert mx.allclose(g1["lm_head.weight"], g0["lm_head.weight"], atol=1e-6).item()
+
+
+def test_grad_checkpoint_gives_the_same_gradients_and_is_undone(lora_model_and_batch):
+    from mlx_dpo.evaluate import batch_loss
+    from mlx_dpo.trainer import grad_checkpointing
+
+    model, batch, _, _ = lora_model_and_batch
+    block = type(model.layers[0])
+    plain_call = block.__call__
+    scorer, cfg = LogpScorer(model), TrainConfig()
+    rc, rr = mx.zeros((batch.pairs,)), mx.zeros((batch.pairs,))
+    loss_and_grad = nn.value_and_grad(model, batch_loss)
+    (v0, _), g0 = loss_and_grad(model, batch, scorer, rc, rr, cfg)
+    with grad_checkpointing(model):
+        assert block.__call__ is not plain_call
+        (v1, _), g1 = loss_and_grad(model, batch, scorer, rc, rr, cfg)
+    assert block.__call__ is plain_call  # other models of this architecture are left alone
+    assert v1.item() == pytest.approx(v0.item(), rel=1e-6)
+    flat0, flat1 = dict(tree_flatten(g0)), dict(tree_flatten(g1))
+    for k in flat0:
+        assert mx.allclose(flat1[k], flat0[k], atol=1e-6, rtol=1e-5).item(), k
+
+
+def test_scorer_stays_fused_for_trained_adapters_with_dropout(tiny_model):
+    """A resumed run has non-zero adapters and LoRA dropout on: the probe must not see dropout noise."""
+    model, _, _ = load_model(str(tiny_model))
+    attach_lora(model, -1, lora_parameters(8, 20.0, 0.5))
+    for _, layer in lora_layers(model):
+        layer.lora_b = mx.random.normal(layer.lora_b.shape) * 0.05
+    model.train()
+    assert LogpScorer(model).fused and model.training
