@@ -37,7 +37,8 @@ from mlx_dpo.batching import collate  # noqa: E402
 from mlx_dpo.config import TrainConfig  # noqa: E402
 from mlx_dpo.logps import chunked_logp, token_logps  # noqa: E402
 from mlx_dpo.model import attach_lora, lora_parameters  # noqa: E402
-from mlx_dpo.trainer import Trainer, grad_checkpointing  # noqa: E402
+from mlx_dpo.recompute import recomputing  # noqa: E402
+from mlx_dpo.trainer import Trainer  # noqa: E402
 
 BETA = 0.1
 
@@ -100,7 +101,7 @@ def our_step_fn(model, pairs, batch, cached: bool, grad_checkpoint: bool, out: P
     def step():
         if not cached:
             trainer.use_reference(len(pairs), 0)  # a fresh cache: the first epoch scores the reference
-        with grad_checkpointing(model, grad_checkpoint):
+        with recomputing(model, grad_checkpoint):
             metrics, grads = trainer.step_batch(batch)
             trainer.update(grads, metrics, 1)
     return step
@@ -202,6 +203,10 @@ def main() -> None:
             del step
     head_hidden = args.head_hidden or (64 if args.quick else ARCHS["qwen2.5-0.5b"]["hidden_size"])
     head_chunked, head_full = head_peak_gb(1024, 151936, head_hidden)
+    # What the peak grows with: half the scored positions at the same vocabulary, and the same
+    # positions at half the vocabulary.
+    head_half_positions = head_peak_gb(512, 151936, head_hidden)[0]
+    head_half_vocab = head_peak_gb(1024, 151936 // 2, head_hidden)[0]
 
     base_s, base_gb = rows["naive"][0], rows["naive"][1]
     print(f"{arch}, 4-bit, LoRA r=8 on all blocks; {args.pairs} pairs x 2 x {args.length} tokens; "
@@ -217,7 +222,8 @@ def main() -> None:
         print(f"{name:<8}{sec:>9.2f}{t['tokens_per_second']:>9.0f}{gb:>9.3f}{t['step_ratio']:>8.2f}"
               f"{t['memory_ratio']:>8.2f}{t['flops_fraction_of_peak']:>9.1%}")
     print(f"log-prob head, 2x512 scored tokens, vocab 151,936 (hidden {head_hidden}): chunked {head_chunked:.3f} GB, "
-          f"full logits {head_full:.3f} GB")
+          f"full logits {head_full:.3f} GB; at 2x256 tokens {head_half_positions:.3f} GB, at half the vocabulary "
+          f"{head_half_vocab:.3f} GB")
     report = {
         "arch": arch, "pairs": args.pairs, "length": args.length, "steps": args.steps, "warmup": args.warmup,
         "device": str(mx.default_device()), "mlx": mx.__version__,
@@ -228,6 +234,8 @@ def main() -> None:
         "step_ratio_first_epoch": table["first"]["step_ratio"],
         "step_ratio_cached": table["cached"]["step_ratio"],
         "logprob_head_peak_gb": head_chunked, "logprob_head_full_logits_gb": head_full,
+        "logprob_head_peak_gb_half_positions": head_half_positions,
+        "logprob_head_peak_gb_half_vocab": head_half_vocab,
         "targets": {"memory_ratio": 0.6, "memory_ratio_grad_checkpoint": 0.35, "step_ratio_cached": 0.45,
                     "step_ratio_first_epoch": 0.7, "logprob_head_peak_gb": 0.25},
     }

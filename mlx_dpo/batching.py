@@ -1,7 +1,7 @@
 """TokenizedPairs -> padded arrays: chosen and rejected stacked in one batch.
 
 Rows 0..B-1 are the chosen sequences, rows B..2B-1 the rejected ones, so one
-forward scores both. Batches are grouped by length (little padding) and
+forward scores both, and row i and row i + B begin with the same prompt. Batches are grouped by length (little padding) and
 their order shuffled by a seed, reproducibly.
 """
 
@@ -32,6 +32,9 @@ class Batch:
     score_targets: mx.array
     score_rows: mx.array
     counts: mx.array  # (2B,) scored tokens per row
+    # Leading positions that row i and row i + B share (prompt), less the one whose output
+    # scores the first answer token: the body may run them once per pair (prefix.py).
+    prefix: int = 0
 
     @property
     def pairs(self) -> int:
@@ -72,7 +75,7 @@ def collate(pairs: Sequence[TokenizedPair], indices: list[int], pad_id: int,
                  score_index=mx.array((rows * (width - 1) + cols).astype(np.int32)),
                  score_targets=mx.array(tokens[rows, cols + 1]),
                  score_rows=mx.array(rows.astype(np.int32)),
-                 counts=mx.array(scored.sum(axis=1)))
+                 counts=mx.array(scored.sum(axis=1)), prefix=max(0, min(prompt_lens) - 1))
 
 
 def iterate_batches(pairs: Sequence[TokenizedPair], batch_size: int, pad_id: int, seed: int = 0,

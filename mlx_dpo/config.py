@@ -79,6 +79,7 @@ class TrainConfig(DataConfig, ModelConfig, LossConfig):
     grad_accumulation_steps: int = _opt(1, "Batches per optimizer step.")
     grad_clip: Optional[float] = _opt(1.0, "Clip the global gradient norm to this (none to disable).")
     grad_checkpoint: bool = _opt(False, "Recompute block activations in the backward pass to save memory.")
+    share_prompt: bool = _opt(True, "Run each pair's prompt once for both answers (off: two full forwards).")
     precompute_ref: bool = _opt(False, "Score every example with the reference before the first step.")
     steps_per_report: int = _opt(10, "Steps between log lines on the terminal.")
     steps_per_eval: int = _opt(50, "Steps between validations.")

@@ -22,6 +22,8 @@ import mlx.core as mx
 import mlx.nn as nn
 from mlx.utils import tree_flatten
 
+from .prefix import MIN_PREFIX, shared_prefix_hidden, shares_prompt
+
 # Elements of one chunk's float32 logits: about 16 MB, whatever the vocabulary.
 CHUNK_ELEMENTS = 4_000_000
 
@@ -97,10 +99,11 @@ def split_model(model: nn.Module) -> Optional[tuple[Callable, Callable]]:
 class LogpScorer:
     """Picks the fused head when it reproduces the model's own logits, else full logits."""
 
-    def __init__(self, model: nn.Module):
+    def __init__(self, model: nn.Module, share_prompt: bool = True):
         self.parts = split_model(model)
         if self.parts is not None and not self._agrees(model):
             self.parts = None
+        self.share_prompt = share_prompt and self.parts is not None and shares_prompt(model, self.parts[0])
 
     @property
     def fused(self) -> bool:
@@ -125,8 +128,13 @@ class LogpScorer:
         if self.parts is None or (grad and not head_frozen(model)):
             return full_logits_logps(model, batch.tokens, batch.mask)
         body, head = self.parts
-        hidden = body(batch.tokens[:, :-1])
-        scored = mx.take(hidden.reshape(-1, hidden.shape[-1]), batch.score_index, axis=0)
+        k = batch.prefix if self.share_prompt and batch.prefix >= MIN_PREFIX else 0
+        if k:
+            hidden = shared_prefix_hidden(model, body, batch.tokens[:, :-1], k)
+            index = batch.score_index - k * (batch.score_rows + 1)  # (row, col) of the rows without their prefix
+        else:
+            hidden, index = body(batch.tokens[:, :-1]), batch.score_index
+        scored = mx.take(hidden.reshape(-1, hidden.shape[-1]), index, axis=0)
         vocab = model.args.vocab_size
         lp = chunked_logp(head, scored, batch.score_targets, max(8, CHUNK_ELEMENTS // vocab), grad)
         sums = mx.zeros((batch.tokens.shape[0],), dtype=mx.float32).at[batch.score_rows].add(lp)

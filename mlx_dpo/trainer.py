@@ -11,14 +11,13 @@ uninterrupted one step for step.
 
 from __future__ import annotations
 
-import contextlib
 import dataclasses
 import json
 import math
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Callable, Iterator, Optional, Sequence
+from typing import Callable, Optional, Sequence
 
 import mlx.core as mx
 import mlx.nn as nn
@@ -32,6 +31,7 @@ from .distributed import World
 from .errors import UserError
 from .evaluate import batch_loss, evaluate_pairs
 from .logps import LogpScorer
+from .recompute import recomputing
 from .reference import ReferenceCache
 from .tokenize import TokenizedPair
 
@@ -98,27 +98,6 @@ def global_norm(grads: dict) -> mx.array:
     return mx.sqrt(sum((g.astype(mx.float32) ** 2).sum() for _, g in tree_flatten(grads)))
 
 
-@contextlib.contextmanager
-def grad_checkpointing(model: nn.Module, enabled: bool = True) -> Iterator[None]:
-    """mlx-lm's per-block `mx.checkpoint`, undone on exit: it patches the block's class, which every
-    model of that architecture in the process shares (a later run, a chat, a test)."""
-    if not enabled:
-        yield
-        return
-    from mlx_lm.tuner.trainer import grad_checkpoint
-
-    block = type(model.layers[0])
-    own = block.__dict__.get("__call__")
-    grad_checkpoint(model.layers[0])
-    try:
-        yield
-    finally:
-        if own is None:
-            del block.__call__
-        else:
-            block.__call__ = own
-
-
 def never_stop() -> Optional[int]:
     return None
 
@@ -130,7 +109,8 @@ class Trainer:
         self.model, self.cfg, self.pad_id, self.out, self.emit = model, cfg, pad_id, out, emit
         self.start_weights, self.should_stop = start_weights, should_stop
         self.state = state or TrainerState()
-        self.scorer = LogpScorer(model)
+        # Block checkpointing cannot carry the prompt's KV cache through `mx.checkpoint`.
+        self.scorer = LogpScorer(model, share_prompt=cfg.share_prompt and not cfg.grad_checkpoint)
         self.ref_train: Optional[ReferenceCache] = None
         self.ref_valid: Optional[ReferenceCache] = None
         self.loss_and_grad = nn.value_and_grad(model, batch_loss)
@@ -208,7 +188,7 @@ class Trainer:
         self.emit({"event": "start", "total_steps": steps, "step": state.step, "train_pairs": len(train),
                    "valid_pairs": len(valid),
                    "trainable_parameters": sum(v.size for _, v in tree_flatten(model.trainable_parameters()))})
-        with grad_checkpointing(model, cfg.grad_checkpoint):
+        with recomputing(model, cfg.grad_checkpoint):
             return self._loop(train, valid, steps)
 
     def _loop(self, train: Sequence[TokenizedPair], valid: Sequence[TokenizedPair], steps: int) -> dict:

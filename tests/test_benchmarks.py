@@ -25,5 +25,8 @@ def test_bench_dpo_reports_every_configuration_and_ratio(tmp_path):
     assert report["configs"]["naive"]["step_ratio"] == 1.0
     # The head's peak at 2x512 positions and vocab 151,936 stays far below the full logits' own size.
     assert report["logprob_head_peak_gb"] < 0.25 < 1024 * 151936 * 4 / 1e9 <= report["logprob_head_full_logits_gb"]
+    # It does not scale with vocabulary x positions: a chunk holds a fixed number of logits.
+    assert report["logprob_head_peak_gb_half_vocab"] > 0.8 * report["logprob_head_peak_gb"]
+    assert report["logprob_head_peak_gb_half_positions"] > 0.8 * report["logprob_head_peak_gb"]
     for name in report["configs"]:
         assert name in run.stdout

@@ -132,12 +132,12 @@ def test_a_trainable_head_still_gets_its_gradient(lora_model_and_batch):
 
 def test_grad_checkpoint_gives_the_same_gradients_and_is_undone(lora_model_and_batch):
     from mlx_dpo.evaluate import batch_loss
-    from mlx_dpo.trainer import grad_checkpointing
+    from mlx_dpo.recompute import grad_checkpointing
 
     model, batch, _, _ = lora_model_and_batch
     block = type(model.layers[0])
     plain_call = block.__call__
-    scorer, cfg = LogpScorer(model), TrainConfig()
+    scorer, cfg = LogpScorer(model, share_prompt=False), TrainConfig()
     rc, rr = mx.zeros((batch.pairs,)), mx.zeros((batch.pairs,))
     loss_and_grad = nn.value_and_grad(model, batch_loss)
     (v0, _), g0 = loss_and_grad(model, batch, scorer, rc, rr, cfg)
@@ -159,3 +159,101 @@ def test_scorer_stays_fused_for_trained_adapters_with_dropout(tiny_model):
         layer.lora_b = mx.random.normal(layer.lora_b.shape) * 0.05
     model.train()
     assert LogpScorer(model).fused and model.training
+
+
+def long_prompt_batch(vocab: int):
+    """Two pairs whose prompts (24 and 31 tokens) are long enough to be shared."""
+    from mlx_dpo.batching import collate
+    from mlx_dpo.tokenize import TokenizedPair
+
+    rng = np.random.default_rng(3)
+
+    def ids(n):
+        return tuple(int(i) for i in rng.integers(3, vocab, n))
+
+    pairs = [TokenizedPair(ids(24), ids(9), ids(14)), TokenizedPair(ids(31), ids(12), ids(5))]
+    return collate(pairs, [0, 1], pad_id=0)
+
+
+def test_shared_prompt_gives_the_values_and_gradients_of_two_full_forwards(lora_model_and_batch):
+    from mlx_dpo.prefix import MIN_PREFIX
+
+    model, _, _, _ = lora_model_and_batch
+    batch = long_prompt_batch(model.args.vocab_size)
+    assert batch.prefix == 23 >= MIN_PREFIX  # the shorter prompt, less the position that scores its answer
+    shared, whole = LogpScorer(model), LogpScorer(model, share_prompt=False)
+    assert shared.share_prompt and not whole.share_prompt
+
+    def value_and_grads(scorer):
+        def f(m):
+            sums, _ = scorer(m, batch)
+            return (sums * mx.array([1.0, -2.0, 3.0, 0.5])).sum()
+        v, g = nn.value_and_grad(model, f)(model)
+        return v.item(), dict(tree_flatten(g))
+
+    v0, g0 = value_and_grads(whole)
+    v1, g1 = value_and_grads(shared)
+    assert v1 == pytest.approx(v0, rel=1e-5)
+    for k in g0:
+        scale = mx.abs(g0[k]).max().item()
+        assert scale > 0 and mx.abs(g1[k] - g0[k]).max().item() <= 1e-4 * scale, k
+    # The reference and evaluation path (no gradient) shares too.
+    assert mx.allclose(shared(model, batch, grad=False)[0], whole(model, batch, grad=False)[0], rtol=1e-5).item()
+
+
+def test_grad_checkpointing_runs_turn_prompt_sharing_off(lora_model_and_batch, tmp_path):
+    """`mx.checkpoint` around a block cannot carry the prompt's KV cache."""
+    from mlx_dpo.trainer import Trainer
+
+    model, _, _, _ = lora_model_and_batch
+    batch = long_prompt_batch(model.args.vocab_size)
+    trainer = Trainer(model, TrainConfig(grad_checkpoint=True, batch_size=2), 0, tmp_path, lambda e: None)
+    assert not trainer.scorer.share_prompt
+    assert Trainer(model, TrainConfig(batch_size=2), 0, tmp_path, lambda e: None).scorer.share_prompt
+    assert Trainer(model, TrainConfig(share_prompt=False), 0, tmp_path, lambda e: None).scorer.share_prompt is False
+    trainer.use_reference(2, 0)
+    from mlx_dpo.recompute import recomputing
+    with recomputing(model, True):
+        metrics, _ = trainer.step_batch(batch)
+    assert np.isfinite(metrics["loss"].item())
+
+
+def test_selective_recompute_keeps_the_numbers_and_less_memory(tmp_path):
+    """SwiGLU and attention recomputed in the backward: the same gradients, a lower peak, and
+    the model's module as it was afterwards."""
+    import sys
+
+    from mlx_lm.utils import _get_classes
+
+    from mlx_dpo.recompute import selective_recompute
+    from mlx_dpo.tiny_model import model_config
+
+    config = model_config(256, 64, 2, 1, intermediate_size=512)
+    model_class, args_class = _get_classes(config)
+    mx.random.seed(0)
+    model = model_class(args_class.from_dict(config))
+    model.freeze()
+    attach_lora(model, -1, lora_parameters(8, 20.0, 0.0))
+    tokens = mx.random.randint(0, 256, (4, 256))
+    weights = mx.random.normal((4, 256, 64))
+    module = sys.modules[type(model).__module__]
+    plain = (module.swiglu, module.scaled_dot_product_attention)
+
+    def run():
+        mx.eval(model.parameters())
+        mx.clear_cache()
+        base = mx.get_active_memory()
+        mx.reset_peak_memory()
+        v, g = nn.value_and_grad(model, lambda m: (m.model(tokens) * weights).sum())(model)
+        mx.eval(v, g)
+        return v.item(), dict(tree_flatten(g)), mx.get_peak_memory() - base
+
+    v0, g0, peak0 = run()
+    with selective_recompute(model) as rebound:
+        assert rebound == ["swiglu", "scaled_dot_product_attention"]
+        v1, g1, peak1 = run()
+    assert (module.swiglu, module.scaled_dot_product_attention) == plain
+    assert v1 == pytest.approx(v0, rel=1e-6)
+    for k in g0:
+        assert mx.allclose(g1[k], g0[k], atol=1e-6, rtol=1e-5).item(), k
+    assert peak1 < 0.9 * peak0, (peak1, peak0)  # measured 0.82x

@@ -189,15 +189,16 @@ def test_training_plots_live_and_writes_the_adapter(tmp_path, tiny_model, pref_d
             await pilot.click("#train-start")
             pane = app.screen.query_one(TrainPane)
             loss = app.screen.query_one("#plot-loss", MetricPlot)
-            await wait_for(pilot, lambda: not pane.running and pane.process is None and loss.points("train"), 180,
-                           "the run to end")
+            runs = app.screen.query_one(RunsPane)
+            # The exit reaches the pane first and the screen (which refreshes Runs) after it.
+            await wait_for(pilot, lambda: not pane.running and pane.process is None and loss.points("train")
+                           and runs.runs, 180, "the run to end")
             assert "Training finished" in static_text(app, "#train-status")
             assert loss.points("train") == 4 and loss.points("valid") == 2
             assert app.screen.query_one("#plot-acc", MetricPlot).points("train") == 4
             assert "ETA" in static_text(app, "#train-stats") and "tok/s" in static_text(app, "#train-stats")
             assert (tmp_path / "run" / "adapters.safetensors").is_file()
             # the finished run shows up in the Runs tab, and the Chat tab is pointed at it
-            runs = app.screen.query_one(RunsPane)
             assert [r.status for r in runs.runs] == ["finished"]
             assert app.screen.query_one("#chat-adapter").value == str(tmp_path / "run")
 
